@@ -55,7 +55,8 @@ struct sio_session {
     void *data;
 
     /* polling */
-    struct http_request *get; /* pending long poll */
+    struct http_request *get;  /* pending long poll */
+    struct http_request *post; /* POST whose body is being received (holds a ref) */
     struct outpacket **q;
     unsigned q_len, q_cap;
     size_t q_bytes;
@@ -66,6 +67,15 @@ struct sio_session {
     struct event *upgrade_timer; /* allocated during an upgrade only */
 
     struct event timer; /* heartbeat, and the close grace period */
+};
+
+/* Every WebSocket of the engine (a session's transport, an upgrade probe, or
+ * one closing), so that engine_free() can end them all. Each holds a
+ * reference to its session. */
+struct ws_entry {
+    struct ws_entry *prev, *next;
+    struct wsconn *ws;
+    struct sio_session *s;
 };
 
 struct engine {
@@ -80,6 +90,7 @@ struct engine {
     struct sio_session *deferred; /* sessions with flush or close work */
     uint64_t next_log_id;
     size_t path_len;
+    struct ws_entry *ws_list;
 };
 
 /* Error codes of the Engine.IO HTTP errors (protocol.md §A.3). */
@@ -550,7 +561,7 @@ int engine_send_message(struct sio_session *s, const void *data, size_t len, boo
 
 static void ws_message(struct wsconn *ws, const uint8_t *data, size_t len, bool binary, void *arg)
 {
-    struct sio_session *s = arg;
+    struct sio_session *s = ((struct ws_entry *)arg)->s;
     if (s->state != SS_OPEN)
         return;
     struct eio_packet p;
@@ -565,16 +576,32 @@ static void ws_message(struct wsconn *ws, const uint8_t *data, size_t len, bool 
     engine_session_unref(s);
 }
 
+/* Forgets a finished WebSocket and drops its session reference. */
+static void ws_entry_release(struct ws_entry *en)
+{
+    struct engine *e = en->s->eng;
+    if (en->prev)
+        en->prev->next = en->next;
+    else
+        e->ws_list = en->next;
+    if (en->next)
+        en->next->prev = en->prev;
+    struct sio_session *s = en->s;
+    free(en);
+    engine_session_unref(s);
+}
+
 static void ws_closed(struct wsconn *ws, uint16_t code, const char *reason, void *arg)
 {
-    struct sio_session *s = arg;
+    struct ws_entry *en = arg;
+    struct sio_session *s = en->s;
     if (s->ws == ws) {
         s->ws = NULL;
         bool clean = code == WS_CLOSE_NORMAL || code == WS_CLOSE_GOING_AWAY ||
                      code == WS_CLOSE_NO_STATUS || code == WS_CLOSE_ABNORMAL;
         session_close(s, clean ? "transport close" : "transport error", false);
     }
-    engine_session_unref(s);
+    ws_entry_release(en);
 }
 
 /* Sends everything queued before the WebSocket was ready, in order. */
@@ -610,7 +637,7 @@ static void on_upgrade_timeout(evutil_socket_t fd, short what, void *arg)
     end_upgrade(s);
 }
 
-static void complete_upgrade(struct sio_session *s)
+static void complete_upgrade(struct sio_session *s, struct ws_entry *en)
 {
     stop_upgrade_timer(s);
     struct wsconn *ws = s->probe;
@@ -618,7 +645,7 @@ static void complete_upgrade(struct sio_session *s)
     s->upgrade = UP_NONE;
     s->ws = ws;
     s->transport = T_WEBSOCKET;
-    wsconn_set_handlers(ws, &ws_handlers, s);
+    wsconn_set_handlers(ws, &ws_handlers, en);
     if (s->get) {
         struct http_request *req = s->get;
         release_get(s);
@@ -631,7 +658,7 @@ static void complete_upgrade(struct sio_session *s)
 static void probe_message(struct wsconn *ws, const uint8_t *data, size_t len, bool binary,
                           void *arg)
 {
-    struct sio_session *s = arg;
+    struct sio_session *s = ((struct ws_entry *)arg)->s;
     if (s->state != SS_OPEN || s->probe != ws)
         return;
     if (!binary && len == 6 && memcmp(data, "2probe", 6) == 0 && s->upgrade == UP_PROBING) {
@@ -645,7 +672,7 @@ static void probe_message(struct wsconn *ws, const uint8_t *data, size_t len, bo
         return;
     }
     if (!binary && len == 1 && data[0] == '0' + EIO_UPGRADE) {
-        complete_upgrade(s);
+        complete_upgrade(s, arg);
         return;
     }
     /* Anything else during an upgrade: drop the new WebSocket, keep polling. */
@@ -654,19 +681,21 @@ static void probe_message(struct wsconn *ws, const uint8_t *data, size_t len, bo
 
 static void probe_closed(struct wsconn *ws, uint16_t code, const char *reason, void *arg)
 {
-    struct sio_session *s = arg;
+    struct ws_entry *en = arg;
+    struct sio_session *s = en->s;
     if (s->probe == ws) {
         s->probe = NULL;
         stop_upgrade_timer(s);
         s->upgrade = UP_NONE;
     }
-    engine_session_unref(s);
+    ws_entry_release(en);
 }
 
-/* Writes the 101 response and wraps the connection. Returns NULL after
- * answering the request with an error. */
-static struct wsconn *accept_websocket(struct engine *e, struct http_request *req, void *arg,
-                                       const struct wsconn_handlers *h, uint64_t log_id)
+/* Writes the 101 response and wraps the connection for session s (which it
+ * references until the WebSocket is finished). Returns NULL after answering
+ * the request with an error. */
+static struct wsconn *accept_websocket(struct engine *e, struct http_request *req,
+                                       struct sio_session *s, const struct wsconn_handlers *h)
 {
     const char *key = http_request_header(req, "Sec-WebSocket-Key");
     const char *version = http_request_header(req, "Sec-WebSocket-Version");
@@ -701,9 +730,16 @@ static struct wsconn *accept_websocket(struct engine *e, struct http_request *re
     }
     buf_append_str(&resp, "\r\n");
 
+    struct ws_entry *en = calloc(1, sizeof(*en));
+    if (!en) {
+        buf_cleanup(&resp);
+        http_respond(req, 500, NULL, NULL, NULL, 0, HTTP_RESP_CLOSE);
+        return NULL;
+    }
     struct bufferevent *bev = http_request_upgrade(req);
     if (!bev || bufferevent_write(bev, resp.data, resp.len) != 0) {
         buf_cleanup(&resp);
+        free(en);
         if (bev)
             bufferevent_free(bev);
         return NULL;
@@ -717,9 +753,19 @@ static struct wsconn *accept_websocket(struct engine *e, struct http_request *re
         .deflate = deflate ? &dp : NULL,
         .deflate_cfg = &e->cfg.deflate,
     };
-    struct wsconn *ws = wsconn_new(bev, &wc, h, arg);
-    if (ws)
-        wsconn_set_id(ws, log_id);
+    struct wsconn *ws = wsconn_new(bev, &wc, h, en);
+    if (!ws) {
+        free(en);
+        return NULL;
+    }
+    wsconn_set_id(ws, s->log_id);
+    en->ws = ws;
+    en->s = s;
+    engine_session_ref(s);
+    en->next = e->ws_list;
+    if (e->ws_list)
+        e->ws_list->prev = en;
+    e->ws_list = en;
     return ws;
 }
 
@@ -787,10 +833,8 @@ static void handshake(struct engine *e, struct http_request *req, bool websocket
         e->h.open(s, req, e->arg);
 
     if (websocket) {
-        engine_session_ref(s); /* held by the wsconn until ws_closed */
-        struct wsconn *ws = accept_websocket(e, req, s, &ws_handlers, s->log_id);
+        struct wsconn *ws = accept_websocket(e, req, s, &ws_handlers);
         if (!ws) {
-            engine_session_unref(s);
             buf_cleanup(&open);
             session_close(s, "transport error", false);
             return;
@@ -824,20 +868,14 @@ static void handle_upgrade_request(struct engine *e, struct sio_session *s,
     if (s->transport == T_WEBSOCKET || s->probe || !e->cfg.allow_upgrades) {
         /* Accept, then close at once: a plain 400 confuses some clients
          * (protocol.md §E.25). */
-        engine_session_ref(s);
-        struct wsconn *ws = accept_websocket(e, req, s, &probe_handlers, s->log_id);
+        struct wsconn *ws = accept_websocket(e, req, s, &probe_handlers);
         if (ws)
             wsconn_close(ws, WS_CLOSE_NORMAL, NULL);
-        else
-            engine_session_unref(s);
         return;
     }
-    engine_session_ref(s); /* held by the probe until probe_closed */
-    struct wsconn *ws = accept_websocket(e, req, s, &probe_handlers, s->log_id);
-    if (!ws) {
-        engine_session_unref(s);
+    struct wsconn *ws = accept_websocket(e, req, s, &probe_handlers);
+    if (!ws)
         return;
-    }
     s->probe = ws;
     s->upgrade = UP_PROBING;
     s->upgrade_timer = evtimer_new(e->base, on_upgrade_timeout, s);
@@ -908,8 +946,51 @@ static bool query_is(struct http_request *req, const char *key, const char *valu
            memcmp(v, value, n) == 0;
 }
 
+static struct sio_session *find_session(struct engine *e, struct http_request *req)
+{
+    const char *sid;
+    size_t sid_len;
+    struct sio_session *s = NULL;
+    if (http_request_query_param(req, "sid", &sid, &sid_len) && sid_len < sizeof(s->sid)) {
+        char key[sizeof(s->sid)];
+        memcpy(key, sid, sid_len);
+        key[sid_len] = '\0';
+        HASH_FIND_STR(e->sessions, key, s);
+    }
+    return s;
+}
+
+/* Forgets the POST in progress of the session req was announced to. */
+static void release_post(struct http_request *req)
+{
+    struct sio_session *s = http_request_get_data(req);
+    if (s && s->post == req) {
+        s->post = NULL;
+        http_request_set_data(req, NULL);
+        engine_session_unref(s);
+    }
+}
+
+int engine_handle_head(struct engine *e, struct http_request *req)
+{
+    if (http_request_method(req) != HTTP_M_POST)
+        return 0;
+    struct sio_session *s = find_session(e, req);
+    if (!s || s->state != SS_OPEN || s->transport != T_POLLING)
+        return 0; /* answered with the right error once the body is in */
+    if (s->post) {
+        session_close(s, "transport error", false);
+        return 400;
+    }
+    s->post = req;
+    engine_session_ref(s);
+    http_request_set_data(req, s);
+    return 0;
+}
+
 void engine_handle_request(struct engine *e, struct http_request *req)
 {
+    release_post(req);
     enum http_method_kind method = http_request_method(req);
     if (method == HTTP_M_OPTIONS && e->cfg.cors_origins) {
         struct buf h;
@@ -942,13 +1023,7 @@ void engine_handle_request(struct engine *e, struct http_request *req)
     const char *sid;
     size_t sid_len;
     if (http_request_query_param(req, "sid", &sid, &sid_len)) {
-        struct sio_session *s = NULL;
-        if (sid_len < sizeof(s->sid)) {
-            char key[sizeof(s->sid)];
-            memcpy(key, sid, sid_len);
-            key[sid_len] = '\0';
-            HASH_FIND_STR(e->sessions, key, s);
-        }
+        struct sio_session *s = find_session(e, req);
         if (!s) {
             respond_error(e, req, EIO_ERR_SID_UNKNOWN);
             return;
@@ -999,6 +1074,7 @@ void engine_handle_request(struct engine *e, struct http_request *req)
 
 void engine_handle_abort(struct engine *e, struct http_request *req)
 {
+    release_post(req);
     struct sio_session *s = http_request_get_data(req);
     if (!s || s->get != req)
         return;
@@ -1050,6 +1126,12 @@ void engine_free(struct engine *e)
     engine_close_all(e, "server shutting down");
     /* Run the close handlers now; nothing is left for the loop to do. */
     run_deferred(-1, 0, e);
+    /* End every WebSocket at once. Their `closed` callbacks are deferred to
+     * the event loop, so run it (without blocking) until they are all gone. */
+    for (struct ws_entry *en = e->ws_list; en; en = en->next)
+        wsconn_abort(en->ws);
+    for (int pass = 0; e->ws_list && pass < 100; pass++)
+        event_base_loop(e->base, EVLOOP_NONBLOCK);
     struct sio_session *s, *tmp;
     HASH_ITER(hh, e->sessions, s, tmp)
     {

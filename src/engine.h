@@ -83,7 +83,12 @@ bool engine_matches(const struct engine *e, const char *path, size_t len);
 
 /* Serves a request under the engine's path. */
 void engine_handle_request(struct engine *e, struct http_request *req);
-/* The connection of a pending request (a long-poll GET) went away. */
+/* The headers of a request with a body (a polling POST) are complete.
+ * Returns 0 to read the body, or 400 when another POST of the same session
+ * is still being received (the session is then closed, protocol.md §D.17). */
+int engine_handle_head(struct engine *e, struct http_request *req);
+/* The connection of a pending request (a long-poll GET, or a POST whose body
+ * was announced by engine_handle_head) went away. */
 void engine_handle_abort(struct engine *e, struct http_request *req);
 
 /* Number of open sessions. */

@@ -59,6 +59,7 @@ struct http_request {
     unsigned char method; /* enum http_method */
     unsigned char last;   /* enum last_token */
     bool head_done, upgrade, keep_alive, expect_continue;
+    bool head_seen; /* on_head accepted it: on_abort must hear of its end */
 };
 
 struct http_conn {
@@ -176,7 +177,7 @@ static void conn_kill(struct http_conn *c)
 {
     if (c->phase == PH_DEAD)
         return;
-    bool pending = c->phase == PH_WAIT;
+    bool pending = c->phase == PH_WAIT || (c->phase == PH_BODY && c->req && c->req->head_seen);
     c->phase = PH_DEAD;
     event_del(c->timer);
     if (c->bev)
@@ -223,6 +224,9 @@ static void conn_close(struct http_conn *c)
 {
     if (c->phase >= PH_FLUSH)
         return;
+    /* A body announced to on_head that will never be delivered. */
+    if (c->phase == PH_BODY && c->req && c->req->head_seen && c->hs->cb.on_abort)
+        c->hs->cb.on_abort(c->req, c->hs->arg);
     c->phase = PH_FLUSH;
     request_free(c->req);
     c->req = NULL;
@@ -455,6 +459,14 @@ static int on_headers_complete(http_parser *p)
         return 0;
     if (has_length)
         r->body_declared = (size_t)p->content_length;
+    if (c->hs->cb.on_head) {
+        int status = c->hs->cb.on_head(r, c->hs->arg);
+        if (status != 0) {
+            c->reject = status;
+            return -1;
+        }
+        r->head_seen = true;
+    }
     conn_arm(c, cfg->body_timeout_ms);
     const char *expect = http_request_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_major == 1 &&
@@ -666,6 +678,8 @@ static void peer_format(struct http_conn *c)
 void http_server_accept(struct http_server *hs, struct bufferevent *bev,
                         const struct sockaddr *peer, socklen_t peer_len, bool tls)
 {
+    if (!bev)
+        return;
     if (hs->draining || (hs->cfg.max_connections && hs->nconns >= hs->cfg.max_connections)) {
         bufferevent_free(bev);
         return;

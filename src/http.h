@@ -68,6 +68,12 @@ struct http_callbacks {
     /* A complete request. The request stays valid until it is answered
      * (http_respond*), taken (http_request_upgrade) or aborted. */
     void (*on_request)(struct http_request *req, void *arg);
+    /* Optional: the headers of a request with a body are complete and the
+     * body is about to be read. Return 0 to read it, or an HTTP status
+     * (>= 400) to refuse the request (answered with an empty body, then the
+     * connection closes). After 0, the request reaches on_request, or
+     * on_abort if the connection ends before the body is complete. */
+    int (*on_head)(struct http_request *req, void *arg);
     /* The connection of an unanswered request went away. req is freed after
      * this returns; it must not be answered. May be NULL. */
     void (*on_abort)(struct http_request *req, void *arg);

@@ -36,12 +36,22 @@ static void on_http_request(struct http_request *req, void *arg)
     struct sio_server *srv = arg;
     size_t len;
     const char *path = http_request_path(req, &len);
+    if (srv->http_hook && srv->http_hook(req, path, len, srv->http_hook_ud))
+        return;
     if (engine_matches(srv->engine, path, len)) {
         engine_handle_request(srv->engine, req);
         return;
     }
     static const char body[] = "Not Found";
     http_respond(req, 404, "text/plain", NULL, body, sizeof(body) - 1, 0);
+}
+
+static int on_http_head(struct http_request *req, void *arg)
+{
+    struct sio_server *srv = arg;
+    size_t len;
+    const char *path = http_request_path(req, &len);
+    return engine_matches(srv->engine, path, len) ? engine_handle_head(srv->engine, req) : 0;
 }
 
 static void on_http_abort(struct http_request *req, void *arg)
@@ -182,7 +192,8 @@ struct sio_server *sio_server_new(struct event_base *base, const struct sio_conf
 
     struct http_config hc;
     http_config_from(cfg, &hc);
-    struct http_callbacks hcb = {on_http_request, on_http_abort};
+    struct http_callbacks hcb = {
+        .on_request = on_http_request, .on_head = on_http_head, .on_abort = on_http_abort};
     srv->http = http_server_new(base, &hc, &hcb, srv);
     struct engine_config ec;
     engine_config_from(srv, &ec);
@@ -205,9 +216,12 @@ void sio_server_free(struct sio_server *srv)
     for (size_t i = 0; i < srv->n_listeners; i++)
         listener_free(srv->listeners[i]);
     free(srv->listeners);
+    /* HTTP first: pending long polls are aborted into the engine, which then
+     * closes every session (the Socket.IO layer hears of each) and ends its
+     * WebSockets. */
+    http_server_free(srv->http);
     engine_free(srv->engine);
     socketio_free(srv->io);
-    http_server_free(srv->http);
     if (srv->shutdown_timer)
         event_free(srv->shutdown_timer);
     free(srv->path);
@@ -321,4 +335,36 @@ void sio_session_set_data(struct sio_session *s, void *data)
 void *sio_session_get_data(const struct sio_session *s)
 {
     return engine_session_get_data(s);
+}
+
+/* --- daemon hooks ------------------------------------------------------- */
+
+void server_set_http_hook(struct sio_server *srv,
+                          bool (*fn)(struct http_request *req, const char *path, size_t len,
+                                     void *ud),
+                          void *ud)
+{
+    srv->http_hook = fn;
+    srv->http_hook_ud = ud;
+}
+
+int server_reload_tls(struct sio_server *srv, size_t index, const char *cert, const char *key,
+                      char *err, size_t errlen)
+{
+    if (index >= srv->n_listeners) {
+        snprintf(err, errlen, "no listener %zu", index);
+        return -1;
+    }
+    return listener_reload_tls(srv->listeners[index], cert, key, err, errlen);
+}
+
+const struct logger *server_logger(const struct sio_server *srv)
+{
+    return &srv->log;
+}
+
+void server_set_log_level(struct sio_server *srv, enum log_level level, bool json)
+{
+    srv->log.level = level;
+    srv->log.json = json;
 }

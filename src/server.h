@@ -22,6 +22,10 @@ struct sio_server {
     struct listener **listeners;
     size_t n_listeners;
 
+    /* the daemon's HTTP routes (static files, client bundle), tried first */
+    bool (*http_hook)(struct http_request *req, const char *path, size_t len, void *ud);
+    void *http_hook_ud;
+
     struct sio_engine_handlers eio_handlers;
     void *eio_ud;
 
@@ -31,5 +35,22 @@ struct sio_server {
     void (*shutdown_done)(struct sio_server *srv, void *ud);
     void *shutdown_ud;
 };
+
+/* Installs a handler tried before the engine for every request: it returns
+ * true when it answered the request. */
+void server_set_http_hook(struct sio_server *srv,
+                          bool (*fn)(struct http_request *req, const char *path, size_t len,
+                                     void *ud),
+                          void *ud);
+
+/* Loads a new certificate/key into the index-th listener (in the order of
+ * sio_server_listen calls), e.g. on SIGHUP. Returns 0, or -1 with a reason in
+ * err (the old certificate stays in use). */
+int server_reload_tls(struct sio_server *srv, size_t index, const char *cert, const char *key,
+                      char *err, size_t errlen);
+
+/* The server's logger (shared with the daemon). */
+const struct logger *server_logger(const struct sio_server *srv);
+void server_set_log_level(struct sio_server *srv, enum log_level level, bool json);
 
 #endif

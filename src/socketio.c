@@ -38,6 +38,8 @@ struct nsp_handlers {
     struct middleware *mw_head, *mw_tail;
     sio_connection_fn on_connection;
     void *on_connection_ud;
+    sio_disconnect_fn on_disconnecting;
+    void *on_disconnecting_ud;
     sio_disconnect_fn on_disconnect;
     void *on_disconnect_ud;
     struct handler *events; /* by name */
@@ -69,6 +71,7 @@ struct sio_socket {
     bool connected;
     bool recovered;
     bool in_middleware;
+    bool disconnecting;
     struct client *client;
     struct sio_namespace *nsp;
     struct sio_socket *next_in_client;
@@ -422,6 +425,12 @@ void sio_on_disconnect(struct sio_namespace *nsp, sio_disconnect_fn fn, void *ud
     nsp->own.on_disconnect_ud = ud;
 }
 
+void sio_on_disconnecting(struct sio_namespace *nsp, sio_disconnect_fn fn, void *ud)
+{
+    nsp->own.on_disconnecting = fn;
+    nsp->own.on_disconnecting_ud = ud;
+}
+
 void sio_on(struct sio_namespace *nsp, const char *event, sio_event_fn fn, void *ud)
 {
     struct handler *h;
@@ -639,12 +648,15 @@ static void save_session(struct sio_socket *sock)
  * send a DISCONNECT packet (server-side disconnect). */
 static void socket_disconnect(struct sio_socket *sock, const char *reason, bool notify_client)
 {
-    if (!sock->connected)
+    if (!sock->connected || sock->disconnecting)
         return;
+    sock->disconnecting = true; /* handlers below may call back into us */
     struct sio_namespace *nsp = sock->nsp;
     struct client *c = sock->client;
     if (notify_client)
         socket_send(sock, SIO_DISCONNECT, SIO_NO_ACK, NULL, false);
+    if (nsp->h->on_disconnecting)
+        nsp->h->on_disconnecting(sock, reason, nsp->h->on_disconnecting_ud);
     if (c->io->recovery && recoverable(reason))
         save_session(sock);
     sock->connected = false;
@@ -1229,6 +1241,13 @@ int sio_leave(struct sio_socket *sock, const char *room)
 bool sio_in_room(const struct sio_socket *sock, const char *room)
 {
     return sock->connected && rooms_has(sock->nsp->rooms, &sock->rs, room);
+}
+
+void sio_socket_each_room(const struct sio_socket *sock, void (*fn)(const char *room, void *ud),
+                          void *ud)
+{
+    if (sock->connected)
+        rooms_each_of_socket(&sock->rs, fn, ud);
 }
 
 size_t sio_room_size(const struct sio_namespace *nsp, const char *room)

@@ -77,7 +77,9 @@ struct sio_server *sio_server_new(struct event_base *base, const struct sio_conf
                                   size_t errlen);
 
 /* Closes every connection at once and frees the server. NULL is a no-op.
- * Not from inside a callback. */
+ * Not from inside a callback. It runs the event base without blocking for a
+ * few passes so that closing connections release their memory; for a
+ * graceful stop call sio_server_shutdown() first. */
 void sio_server_free(struct sio_server *srv);
 
 /* Starts listening. address: numeric IPv4/IPv6 or "localhost" (NULL:
@@ -174,11 +176,15 @@ typedef void (*sio_connection_fn)(struct sio_socket *sock, void *ud);
 /* Called when a socket joined the namespace (after its CONNECT reply). */
 void sio_on_connection(struct sio_namespace *nsp, sio_connection_fn fn, void *ud);
 
-/* reason: "client namespace disconnect", "server namespace disconnect",
+/* Called after the socket left the namespace and its rooms.
+ * reason: "client namespace disconnect", "server namespace disconnect",
  * "transport close", "transport error", "ping timeout", "parse error",
  * "forced close", "server shutting down". */
 typedef void (*sio_disconnect_fn)(struct sio_socket *sock, const char *reason, void *ud);
 void sio_on_disconnect(struct sio_namespace *nsp, sio_disconnect_fn fn, void *ud);
+/* Like sio_on_disconnect, but called before the socket leaves its rooms
+ * (the reference's "disconnecting"): sio_in_room still answers for them. */
+void sio_on_disconnecting(struct sio_namespace *nsp, sio_disconnect_fn fn, void *ud);
 
 /* An event from a client. args: the arguments after the event name (an
  * array, never NULL). ack_id: >= 0 when the client wants an ack (answer with
@@ -237,6 +243,10 @@ int sio_broadcast_with_ack(struct sio_namespace *nsp, const struct sio_target *t
 int sio_join(struct sio_socket *sock, const char *room);
 int sio_leave(struct sio_socket *sock, const char *room);
 bool sio_in_room(const struct sio_socket *sock, const char *room);
+/* Calls fn for each room the socket joined (not the room named by its own
+ * id), in join order. fn must not join or leave rooms. */
+void sio_socket_each_room(const struct sio_socket *sock, void (*fn)(const char *room, void *ud),
+                          void *ud);
 /* Members of a room in this namespace (on this node). */
 size_t sio_room_size(const struct sio_namespace *nsp, const char *room);
 

@@ -10,8 +10,8 @@
 
 #include <stdint.h>
 
-#define HIST_SUB_BITS 9                        /* 512 sub-buckets per power of two */
-#define HIST_EXACT    (2u << HIST_SUB_BITS)    /* values below this are exact */
+#define HIST_SUB_BITS 9                     /* 512 sub-buckets per power of two */
+#define HIST_EXACT    (2u << HIST_SUB_BITS) /* values below this are exact */
 #define HIST_BUCKETS  (HIST_EXACT + 54u * (1u << HIST_SUB_BITS))
 
 struct hist {

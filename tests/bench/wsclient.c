@@ -406,8 +406,7 @@ struct wsc *wsc_new(struct wsc_ctx *ctx, int rcvbuf, void *ud, const char **err)
     }
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ctx->addr, sizeof(ctx->addr)) <
-        0) {
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ctx->addr, sizeof(ctx->addr)) < 0) {
         bufferevent_free(c->bev);
         free(c);
         *err = "connect() failed (out of local ports?)";
