@@ -1,5 +1,7 @@
 #include "sio.h"
 
+#include "json.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,7 +13,7 @@
 
 /* cJSON copies at most 63 characters of a number before calling strtod, so a
  * longer number is a syntax error to it (JSON.parse would accept it). */
-#define JSON_NUMBER_MAX 63
+#define MAX_NUMBER_TEXT 63
 
 #define BASE_TYPE(item) ((item)->type & 0xFF)
 
@@ -320,10 +322,9 @@ static int placeholder_to_binary(cJSON *item, size_t num, struct reconstruction 
         cJSON_Delete(src);
         r->a->items[num] = NULL;
     } else if (r->placed[num]) {
-        const struct sio_bin *orig = bin_of(r->placed[num]);
-        b = bin_alloc(orig->bytes, orig->len);
-        if (!b)
-            return SIO_ENOMEM;
+        /* An index used twice would let one packet multiply an attachment's
+         * memory; no conforming client does it. */
+        return SIO_EPLACEHOLDER;
     } else {
         return SIO_EPLACEHOLDER; /* a hole left by an earlier failed call */
     }
@@ -424,7 +425,7 @@ static bool scan_number(struct scan *s)
         if (!scan_digits(s))
             return false;
     }
-    return s->p - start <= JSON_NUMBER_MAX;
+    return s->p - start <= MAX_NUMBER_TEXT;
 }
 
 static long scan_hex4(struct scan *s)
@@ -742,24 +743,11 @@ void sio_packet_cleanup(struct sio_packet *p)
     p->json = NULL;
 }
 
-/* Prints straight into out's spare room when it is large enough (the common
- * case for a reused buffer) and only otherwise lets cJSON allocate. */
+/* JSON.stringify's text: cJSON's printer would round large integers. */
 static int append_json(struct buf *out, cJSON *data)
 {
-    if (buf_reserve(out, 256) < 0)
-        return SIO_ENOMEM;
-    size_t room = out->cap - out->len;
-    char *dst = (char *)out->data + out->len;
-    if (cJSON_PrintPreallocated(data, dst, room > INT_MAX ? INT_MAX : (int)room, false)) {
-        out->len += strlen(dst);
-        return SIO_OK;
-    }
-    char *s = cJSON_PrintUnformatted(data);
-    if (!s)
-        return SIO_ENOMEM;
-    int rc = buf_append_str(out, s);
-    cJSON_free(s);
-    return rc < 0 ? SIO_ENOMEM : SIO_OK;
+    int rc = json_print(data, out, NULL);
+    return rc == PROTO_ENOMEM ? SIO_ENOMEM : rc < 0 ? SIO_EINVAL : SIO_OK;
 }
 
 static int append_packet(struct buf *out, enum sio_packet_type type, size_t attachments,

@@ -99,8 +99,9 @@ int sio_attachments_add(struct sio_attachments *a, const void *data, size_t len)
 int sio_binary_deconstruct(cJSON *tree, struct sio_attachments *a, size_t max_attachments);
 
 /* Replaces every placeholder in tree by the attachment it names (moved out of
- * a; a placeholder naming an attachment already used gets a copy). Fails with
- * SIO_EPLACEHOLDER for a num out of range or a malformed placeholder. */
+ * a). Fails with SIO_EPLACEHOLDER for a num out of range, a malformed
+ * placeholder, an attachment named twice (which would multiply its memory)
+ * or an attachment left unused. */
 int sio_binary_reconstruct(cJSON *tree, struct sio_attachments *a);
 
 /* A binary node holding a copy of data[0..len); NULL on allocation failure. */
@@ -117,7 +118,7 @@ cJSON *sio_json_duplicate(const cJSON *item);
  * becomes BINARY_EVENT/BINARY_ACK with the attachment count in the header;
  * the caller sends att's items as binary Engine.IO messages after this one.
  * att may be NULL only when data has no binary nodes. JSON is compact and
- * keeps key order. */
+ * keeps key order; numbers are written as JSON.stringify writes them. */
 int sio_packet_encode(struct buf *out, enum sio_packet_type type, const char *nsp, size_t nsp_len,
                       int64_t id, cJSON *data, struct sio_attachments *att);
 

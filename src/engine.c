@@ -851,7 +851,8 @@ static void handshake(struct engine *e, struct http_request *req, bool websocket
         int n = snprintf(extra, sizeof(extra), "Cache-Control: no-store\r\n");
         if (e->cfg.cookie)
             snprintf(extra + n, sizeof(extra) - (size_t)n,
-                     "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n", e->cfg.cookie, s->sid);
+                     "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n", e->cfg.cookie,
+                     s->sid);
         respond(e, req, 200, "text/plain; charset=UTF-8", extra, open.data, open.len,
                 e->cfg.http_compression ? HTTP_RESP_COMPRESS : 0);
     }

@@ -22,10 +22,7 @@
 #define DEFAULT_CONF SYSCONFDIR "/sockeye.conf"
 
 /* The files of the client bundle served under the engine path. */
-static const char *const bundle_files[] = {
-    "socket.io.js",         "socket.io.js.map",         "socket.io.min.js",
-    "socket.io.min.js.map", "socket.io.esm.min.js",     "socket.io.esm.min.js.map",
-};
+static const char *const bundle_files[] = {STATIC_BUNDLE_FILES};
 
 struct daemon {
     struct event_base *base;
@@ -80,9 +77,9 @@ static int open_static(const struct sockeye_conf *conf, struct static_files **ap
     if (conf->static_root && !(*app = static_files_new(conf->static_root, NULL, 0, err, errlen)))
         return -1;
     if (conf->client_bundle &&
-        !(*bundle = static_files_new(conf->client_bundle, bundle_files,
-                                     sizeof(bundle_files) / sizeof(bundle_files[0]), err,
-                                     errlen))) {
+        !(*bundle =
+              static_files_new(conf->client_bundle, bundle_files,
+                               sizeof(bundle_files) / sizeof(bundle_files[0]), err, errlen))) {
         static_files_free(*app);
         *app = NULL;
         return -1;
@@ -132,8 +129,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     }
     for (size_t i = 0; i < conf->n_listeners; i++) {
         const struct conf_listener *l = &conf->listeners[i];
-        if (l->tls_cert && server_reload_tls(d->srv, i, l->tls_cert, l->tls_key, err,
-                                             sizeof(err)) < 0)
+        if (l->tls_cert &&
+            server_reload_tls(d->srv, i, l->tls_cert, l->tls_key, err, sizeof(err)) < 0)
             LOG(log, LOG_ERROR, 0, "SIGHUP: listener %zu: %s; keeping its certificate", i, err);
     }
     server_set_log_level(d->srv, (enum log_level)conf->server.log_level, conf->server.log_json);
@@ -152,9 +149,12 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 static int parse_args(int argc, char **argv, struct daemon *d, bool *check_only)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},   {"port", required_argument, NULL, 'p'},
-        {"set", required_argument, NULL, 's'},      {"check-config", no_argument, NULL, 't'},
-        {"version", no_argument, NULL, 'V'},        {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"port", required_argument, NULL, 'p'},
+        {"set", required_argument, NULL, 's'},
+        {"check-config", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     d->conf_file = DEFAULT_CONF;

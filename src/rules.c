@@ -159,8 +159,8 @@ static void history_drop(struct rules *r, struct sio_socket *sock, const char *r
 }
 
 /* Remembers an event emitted to a room with history (takes args). */
-static void history_add(struct rules *r, struct sio_socket *sock, const char *room,
-                        unsigned cap, const char *event, cJSON *args)
+static void history_add(struct rules *r, struct sio_socket *sock, const char *room, unsigned cap,
+                        const char *event, cJSON *args)
 {
     struct history *h = history_find(r, sock, room);
     if (!h) {
@@ -248,8 +248,8 @@ static enum flow do_join(struct exec *x, const struct conf_action *a)
             sio_socket_id(x->sock), room);
         flow = FLOW_STOP;
     } else if (rc && rc->max_members && sio_room_size(nsp, room) >= rc->max_members) {
-        LOG(x->r->log, LOG_DEBUG, 0, "%s: join of '%s' refused: room full",
-            sio_socket_id(x->sock), room);
+        LOG(x->r->log, LOG_DEBUG, 0, "%s: join of '%s' refused: room full", sio_socket_id(x->sock),
+            room);
         flow = FLOW_STOP;
     } else if (sio_join(x->sock, room) == 0) {
         if (rc && rc->presence)
@@ -283,8 +283,7 @@ static enum flow do_leave(struct exec *x, const struct conf_action *a)
         return FLOW_STOP;
     if (sio_in_room(x->sock, room)) {
         sio_leave(x->sock, room);
-        left_room(x->r, x->ns, x->sock, room,
-                  sio_room_size(sio_socket_namespace(x->sock), room));
+        left_room(x->r, x->ns, x->sock, room, sio_room_size(sio_socket_namespace(x->sock), room));
     }
     free(room);
     return FLOW_NEXT;
@@ -580,8 +579,8 @@ static int bind_namespaces(struct rules *r)
             free(key);
             continue;
         }
-        struct sio_namespace *nsp = ns->name ? sio_of(r->srv, ns->name)
-                                             : sio_of_pattern(r->srv, ns->pattern, ns->cleanup);
+        struct sio_namespace *nsp =
+            ns->name ? sio_of(r->srv, ns->name) : sio_of_pattern(r->srv, ns->pattern, ns->cleanup);
         b = nsp ? calloc(1, sizeof(*b)) : NULL;
         if (!b) {
             free(key);

@@ -101,8 +101,7 @@ static bool allow_name_valid(const char *name)
 }
 
 struct static_files *static_files_new(const char *root_dir, const char *const *allow,
-                                      size_t n_allow, const char *cache_control, char *err,
-                                      size_t errlen)
+                                      size_t n_allow, char *err, size_t errlen)
 {
     struct stat st;
     if (!root_dir || !root_dir[0]) {
@@ -117,12 +116,7 @@ struct static_files *static_files_new(const char *root_dir, const char *const *a
         set_err(err, errlen, "%s: not a directory", root_dir);
         return NULL;
     }
-    if (!cache_control)
-        cache_control = STATIC_CACHE_APP;
-    if (strpbrk(cache_control, "\r\n")) {
-        set_err(err, errlen, "%s: invalid Cache-Control value", root_dir);
-        return NULL;
-    }
+    const char *cache_control = allow ? STATIC_CACHE_BUNDLE : STATIC_CACHE_APP;
     for (size_t i = 0; allow && i < n_allow; i++) {
         if (!allow[i] || !allow_name_valid(allow[i])) {
             set_err(err, errlen, "%s: invalid file name \"%s\"", root_dir,
@@ -283,9 +277,9 @@ static bool parse_http_date(const char *s, time_t *out)
     char day[4], mon[4];
     int mday, year, hh, mm, ss, end = 0;
     if (strlen(s) != 29 ||
-        sscanf(s, "%3s %2d %3s %4d %2d:%2d:%2d GMT%n", day, &mday, mon, &year, &hh, &mm, &ss,
-               &end) != 7 ||
-        end != 29 || s[3] != ',')
+        sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n", day, &mday, mon, &year, &hh,
+               &mm, &ss, &end) != 7 ||
+        end != 29)
         return false;
     int m = -1;
     for (int i = 0; i < 12; i++)

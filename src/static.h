@@ -17,9 +17,11 @@
  *     is followed). A symlink inside the root that resolves inside it is
  *     served; one that escapes it is REFUSED with 403. Non-regular files
  *     (FIFOs, devices, sockets) and files that cannot be opened for a reason
- *     other than absence are refused with 403 too.
+ *     other than absence are refused with 403 too. The resolved name is
+ *     opened with O_NOFOLLOW; only someone who can already write inside the
+ *     root could swap a directory for a symlink between check and open.
  *  5. A directory requested without the trailing slash is redirected (301,
- *     relative Location "name/") so that the index's relative links work.
+ *     relative Location "./name/" plus the query) so that the index's relative links work.
  *  6. Methods other than GET and HEAD get 405 with "Allow: GET, HEAD".
  *  7. Files larger than STATIC_MAX_FILE get 500 (a configuration problem,
  *     not the client's).
@@ -30,8 +32,8 @@
  * Responses: 200 with Content-Type by extension (text types carry
  * "charset=utf-8"; unknown: application/octet-stream),
  * X-Content-Type-Options: nosniff, a weak ETag from inode, size and mtime,
- * Last-Modified, and Cache-Control as configured. Text-like types are sent
- * with HTTP_RESP_COMPRESS (gzip/deflate by the http layer when the client
+ * Last-Modified, and Cache-Control (see STATIC_CACHE_APP). Text-like types
+ * are sent with HTTP_RESP_COMPRESS (gzip/deflate by the http layer when the client
  * accepts it and the file is at least http_config.compress_min bytes).
  * If-None-Match (weak comparison, "*" too) or, when it is absent,
  * If-Modified-Since (IMF-fixdate only; other date forms are ignored) answer
@@ -54,9 +56,10 @@
 /* Larger files are not served (500). */
 #define STATIC_MAX_FILE ((size_t)64 * 1024 * 1024)
 
-/* Cache-Control values for the two uses: app files are revalidated on every
- * use (ETag makes that a 304); the bundle changes only with the daemon's
- * installation, so caches may keep it for an hour without asking. */
+/* Cache-Control of the two uses: app files (no allow-list) are revalidated
+ * on every use (the ETag makes that a 304); a tree served through an
+ * allow-list (the bundle) changes only when it is reinstalled, so caches may
+ * keep it for an hour without asking. */
 #define STATIC_CACHE_APP    "no-cache"
 #define STATIC_CACHE_BUNDLE "public, max-age=3600"
 
@@ -69,14 +72,13 @@ struct static_files;
 
 /* root_dir: the directory to serve (must exist and be a directory now; it is
  * resolved again on every request). allow: n_allow plain file names (no '/',
- * not beginning with '.'), or NULL for any file under the root.
- * cache_control: the Cache-Control value, NULL for STATIC_CACHE_APP.
- * All strings are copied. Returns NULL with a one-line reason in err
+ * not beginning with '.'), or NULL for any file under the root; the list
+ * also picks Cache-Control: STATIC_CACHE_BUNDLE with one, STATIC_CACHE_APP
+ * without. All strings are copied. Returns NULL with a one-line reason in err
  * ("/srv/app: No such file or directory") when the root is unusable, an
  * allow-list name is invalid, or allocation fails. */
 struct static_files *static_files_new(const char *root_dir, const char *const *allow,
-                                      size_t n_allow, const char *cache_control, char *err,
-                                      size_t errlen);
+                                      size_t n_allow, char *err, size_t errlen);
 
 /* NULL is a no-op. */
 void static_files_free(struct static_files *sf);

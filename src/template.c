@@ -9,6 +9,9 @@
  * they become part of the result. */
 #include "template.h"
 
+#include "buf.h"
+#include "json.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -509,8 +512,9 @@ static struct expr *parse_source(struct parser *ps, bool in_paren)
                                                  : "expected header.NAME in");
             return NULL;
         }
-        /* The name moves from the path to `name`; handshake header names
-         * are lower case, so match case-insensitively by lowering here. */
+        /* The name moves from the path to `name`. Handshake header names
+         * are stored lower case; lowering once here keeps header.X-Foo
+         * working without relying on the lookup to fold case per event. */
         memcpy(pe.name, pe.segs[0].key, pe.segs[0].len);
         pe.name_len = pe.segs[0].len;
         if (pe.src == SRC_HEADER)
@@ -708,13 +712,16 @@ static struct tmpl *compile_group(const config_setting_t *s, unsigned depth, str
             node_free(t);
             return NULL;
         }
+        /* The arrays start zeroed, so node_free can free a partly compiled
+         * node: NULL members and keys are skipped. */
+        t->u.kids.n = n;
     }
     size_t plen = c->plen;
     for (size_t i = 0; i < n; i++) {
         const config_setting_t *m = config_setting_get_elem(s, (unsigned)i);
         if (object) {
-            const char *name = config_setting_name(m);
-            t->u.kids.keys[i] = strdup(name ? name : "");
+            const char *name = config_setting_name(m) ? config_setting_name(m) : "";
+            t->u.kids.keys[i] = strdup(name);
             if (!t->u.kids.keys[i]) {
                 fail(c, "out of memory");
                 node_free(t);
@@ -732,10 +739,7 @@ static struct tmpl *compile_group(const config_setting_t *s, unsigned depth, str
             node_free(t);
             return NULL;
         }
-        /* n counts the members compiled so far, so node_free frees exactly
-         * those on a later failure. */
         t->u.kids.items[i] = k;
-        t->u.kids.n = i + 1;
         t->constant = t->constant && k->constant;
         t->client_input = t->client_input || k->client_input;
     }
@@ -858,83 +862,30 @@ static const cJSON *walk(const cJSON *j, const struct expr *e)
     return j;
 }
 
-/* Same text as cJSON_PrintUnformatted gives for a number node, without
- * allocating: integers below 1e15 print exactly, others with 15 significant
- * digits unless that does not read back as the same double. */
+/* Numbers read as JSON.stringify writes them (protocol/json.h). */
 static void render_number(struct sbuf *b, double d)
 {
-    char tmp[64];
-    int n;
-    if (isnan(d) || isinf(d)) {
-        n = snprintf(tmp, sizeof(tmp), "null");
-    } else if (fabs(d) < 1e15 && d == (double)(long long)d) {
-        n = snprintf(tmp, sizeof(tmp), "%lld", (long long)d);
-    } else {
-        n = snprintf(tmp, sizeof(tmp), "%1.15g", d);
-        if (strtod(tmp, NULL) != d)
-            n = snprintf(tmp, sizeof(tmp), "%1.17g", d);
-    }
-    if (n > 0)
-        sb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+    char tmp[JSON_NUMBER_MAX];
+    sb_add(b, tmp, json_number(d, tmp));
 }
 
-static bool has_binary(const cJSON *j)
-{
-    if (sio_is_binary(j))
-        return true;
-    for (const cJSON *c = j->child; c; c = c->next)
-        if (has_binary(c))
-            return true;
-    return false;
-}
-
-/* Replaces the binary nodes under j (a copy) by "[binary]" strings, which
- * cJSON can print. Returns -1 on allocation failure. */
-static int unbinary(cJSON *j)
-{
-    for (cJSON *c = j->child; c;) {
-        cJSON *next = c->next;
-        if (sio_is_binary(c)) {
-            cJSON *r = cJSON_CreateString("[binary]");
-            if (!r)
-                return -1;
-            /* the member's key moves to the replacement */
-            r->string = c->string;
-            r->type |= c->type & cJSON_StringIsConst;
-            c->string = NULL;
-            cJSON_ReplaceItemViaPointer(j, c, r);
-        } else if (unbinary(c) < 0) {
-            return -1;
-        }
-        c = next;
-    }
-    return 0;
-}
-
-/* Compact JSON of j; binary nodes are written as "[binary]". */
+/* Compact JSON of j, as JSON.stringify writes it; binary nodes are written
+ * as "[binary]". */
 static void render_json(struct sbuf *b, const cJSON *j)
 {
     if (sio_is_binary(j)) {
         sb_str(b, "[binary]");
         return;
     }
-    char *s;
-    if (has_binary(j)) {
-        cJSON *copy = sio_json_copy(j);
-        s = copy && unbinary(copy) == 0 ? cJSON_PrintUnformatted(copy) : NULL;
-        cJSON_Delete(copy);
-    } else {
-        s = cJSON_PrintUnformatted(j);
-    }
-    if (!s) {
+    struct buf out;
+    buf_init(&out);
+    if (json_print(j, &out, "[binary]") < 0)
         b->failed = true;
-        return;
-    }
-    sb_str(b, s);
-    cJSON_free(s);
+    else
+        sb_add(b, (const char *)out.data, out.len);
+    buf_cleanup(&out);
 }
 
-/* Appends v's text (interpolation rules). */
 static void render_val(struct sbuf *b, const struct val *v)
 {
     switch (v->kind) {

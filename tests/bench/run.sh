@@ -101,7 +101,13 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 fi
 [ "$(nproc)" -ge 2 ] || echo "run.sh: warning: fewer than 2 CPUs, server and generator share one" >&2
 
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q LISTEN; }
+# Is something listening on 127.0.0.1:PORT? ss does not disturb the server;
+# without it, a bash /dev/tcp probe (one connection the server sees close).
+if command -v ss >/dev/null; then
+    listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q LISTEN; }
+else
+    listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+fi
 
 pid=""
 start_server() { # start_server KIND LOG: sets pid and port, or returns 1

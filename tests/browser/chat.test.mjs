@@ -1,6 +1,7 @@
 // Browser test of the chat example (examples/chat): two pages in headless
 // Chromium log in, exchange messages, see each other type and see one leave.
-// It saves a screenshot of the first page to tests/browser/chat.png.
+// It saves a screenshot of the first page to tests/browser/chat.png
+// (SOCKEYE_CHAT_SCREENSHOT=path to put it elsewhere).
 //
 // The server is the command in SOCKEYE_CHAT (a whole command line; the test
 // appends `--port N`), by default `$top_builddir/sockeye -c
@@ -34,7 +35,10 @@ const CHROMIUM_ARGS = [
     '--disable-component-update',
     '--disable-sync',
 ];
-const SCREENSHOT = path.join(REPO_ROOT, 'tests', 'browser', 'chat.png');
+// Committed with the sources; SOCKEYE_CHAT_SCREENSHOT redirects it (e.g. for a read-only source tree).
+const SCREENSHOT = path.resolve(
+    process.env.SOCKEYE_CHAT_SCREENSHOT || path.join(REPO_ROOT, 'tests', 'browser', 'chat.png'),
+);
 const VIEWPORT = { width: 720, height: 480 };
 const TEST_MS = 55000; // the whole test, browser start and server stop included
 const STEP_MS = 5000; // one wait for something a page should show
