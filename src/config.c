@@ -144,6 +144,19 @@ static void path_of(const config_setting_t *s, char *buf, size_t len)
     sb_path(&b, s);
 }
 
+/* The file a setting was read from, as a path usable from here: libconfig
+ * 1.5 names an @include'd file as written in the directive, relative to
+ * the include directory (the config file's). */
+static void sb_source(struct sbuf *b, const struct loader *ld, const char *file)
+{
+    if (!file || file[0] == '/' || !strcmp(file, ld->file) || access(file, F_OK) == 0)
+        sb_printf(b, "%s", file ? file : ld->file);
+    else if (!strcmp(ld->dir, "."))
+        sb_printf(b, "%s", file);
+    else
+        sb_printf(b, "%s/%s", ld->dir, file);
+}
+
 /* Where a setting came from: "file:line", or "--set PATH=VALUE" for
  * settings created or changed by an override (the hook holds its text). */
 static void sb_where(struct sbuf *b, const struct loader *ld, const config_setting_t *s)
@@ -152,20 +165,17 @@ static void sb_where(struct sbuf *b, const struct loader *ld, const config_setti
         sb_printf(b, "--set %s", (const char *)config_setting_get_hook(s));
         return;
     }
-    const char *file = s ? config_setting_source_file(s) : NULL;
     unsigned line = s ? (unsigned)config_setting_source_line(s) : 0;
-    if (!file)
-        file = ld->file;
+    sb_source(b, ld, s ? config_setting_source_file(s) : NULL);
     if (line)
-        sb_printf(b, "%s:%u", file, line);
-    else
-        sb_printf(b, "%s", file);
+        sb_printf(b, ":%u", line);
 }
 
 /* Records the first error only: later ones are consequences. with_key
  * prefixes the setting's path. Returns -1 for `return fail(...)`. */
-__attribute__((format(printf, 4, 0))) static int vfail(struct loader *ld, const config_setting_t *s,
-                                                       bool with_key, const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static int vfail(struct loader *ld, const config_setting_t *s,
+                                                       bool with_key, const char *sub,
+                                                       const char *fmt, va_list ap)
 {
     if (ld->failed)
         return -1;
@@ -177,7 +187,7 @@ __attribute__((format(printf, 4, 0))) static int vfail(struct loader *ld, const 
     sb_printf(&b, ": ");
     if (with_key && s && config_setting_parent(s)) {
         sb_path(&b, s);
-        sb_printf(&b, ": ");
+        sb_printf(&b, "%s: ", sub ? sub : "");
     }
     sb_vprintf(&b, fmt, ap);
     return -1;
@@ -189,7 +199,7 @@ fail_at(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vfail(ld, s, false, fmt, ap);
+    vfail(ld, s, false, NULL, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -200,7 +210,18 @@ fail_key(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vfail(ld, s, true, fmt, ap);
+    vfail(ld, s, true, NULL, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* "file:line: path.of.key<sub>: message" */
+__attribute__((format(printf, 4, 5))) static int
+fail_sub(struct loader *ld, const config_setting_t *s, const char *sub, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(ld, s, true, sub, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -316,7 +337,10 @@ static int check_int_literal(struct loader *ld, const config_setting_t *s)
     if (config_setting_type(s) != CONFIG_TYPE_INT || config_setting_get_hook(s) || !name || !file ||
         !line)
         return 0;
-    const char *p = source_text(ld, file);
+    char path[PATH_MAX];
+    struct sbuf pb = {path, sizeof(path), 0};
+    sb_source(&pb, ld, file);
+    const char *p = pb.n < sizeof(path) ? source_text(ld, path) : NULL;
     if (!p)
         return 0;
     for (unsigned l = 1; l < line && p; l++) {
@@ -432,7 +456,7 @@ struct field {
     const struct schema *sub;            /* members of a group, elements of a list */
     size_t elem_size;                    /* lists: sizeof one element */
     size_t count_off;                    /* lists: where the size_t count goes */
-    int tag;                             /* parser-specific (condition kind, verb) */
+    int tag;                             /* parser-specific (condition kind) */
     unsigned verbs;                      /* actions: verbs this key may go with (0 = any) */
     const char *(*check)(const char *v); /* strings: NULL or why v is bad */
 };
@@ -634,12 +658,48 @@ static int p_list(struct loader *ld, config_setting_t *s, const struct field *f,
     return 0;
 }
 
+/* tmpl_compile prefixes its reason with where inside the value the error
+ * is ("[0].numUsers: unknown expression 'x'"); that becomes part of the
+ * key's path, in libconfig's syntax ("args.[0].numUsers: ..."). */
+static int fail_template(struct loader *ld, const config_setting_t *s, const char *why)
+{
+    const char *colon = strstr(why, ": ");
+    size_t n = colon ? (size_t)(colon - why) : 0;
+    static const char path_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789_-*.[]";
+    bool is_path = n > 0 && strspn(why, path_chars) >= n;
+    if (is_path && why[0] != '[') { /* a group member: it must be one */
+        char first[128];
+        size_t k = strcspn(why, ".[:");
+        is_path = k < sizeof(first) && config_setting_type(s) == CONFIG_TYPE_GROUP;
+        if (is_path) {
+            memcpy(first, why, k);
+            first[k] = '\0';
+            is_path = config_setting_get_member(s, first) != NULL;
+        }
+    } else if (is_path) {
+        is_path = config_setting_type(s) == CONFIG_TYPE_LIST ||
+                  config_setting_type(s) == CONFIG_TYPE_ARRAY;
+    }
+    if (!is_path)
+        return fail_key(ld, s, "%s", why[0] ? why : "invalid template");
+    char sub[256];
+    struct sbuf b = {sub, sizeof(sub), 0};
+    sub[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (why[i] == '[' || (i == 0 && why[i] != '.'))
+            sb_printf(&b, ".");
+        sb_printf(&b, "%c", why[i]);
+    }
+    return fail_sub(ld, s, sub, "%s", colon + 2);
+}
+
 static int p_template(struct loader *ld, config_setting_t *s, const struct field *f, void *obj)
 {
     char why[256] = "";
     struct tmpl *t = tmpl_compile(s, why, sizeof(why));
     if (!t)
-        return fail_key(ld, s, "%s", why[0] ? why : "invalid template");
+        return fail_template(ld, s, why);
     if (ld_keep_tmpl(ld, t) < 0)
         return -1;
     store_ptr(f, obj, t);
@@ -1042,7 +1102,8 @@ static const struct field engine_fields[] = {
     UINT_FIELD("upgrade_timeout", struct sockeye_conf, server.upgrade_timeout_ms, 1, MAX_MS),
     UINT_FIELD("connect_timeout", struct sockeye_conf, server.connect_timeout_ms, 1, MAX_MS),
     UINT_FIELD("max_payload", struct sockeye_conf, server.max_payload, 1, MAX_SIZE),
-    UINT_FIELD("max_attachments", struct sockeye_conf, server.max_attachments, 0, MAX_SIZE),
+    /* 0 would mean "the default" to socketio.c: not a value to write */
+    UINT_FIELD("max_attachments", struct sockeye_conf, server.max_attachments, 1, MAX_SIZE),
     BOOL_FIELD("per_message_deflate", struct sockeye_conf, server.per_message_deflate),
     BOOL_FIELD("http_compression", struct sockeye_conf, server.http_compression),
     STRING_FIELD("cookie", struct sockeye_conf, server.cookie, check_cookie),
@@ -1228,6 +1289,11 @@ static int action_post(struct loader *ld, config_setting_t *g, void *obj)
         return fail_key(ld, g, "set requires value");
     if (a->kind == ACT_ACK && lifecycle)
         return fail_key(ld, member(g, verb), "there is no ack to answer in a \"%s\" rule", on);
+    /* then/timeout run when the client answered us: the event's own ack
+     * was due when the rule ran */
+    const char *list = config_setting_name(config_setting_parent(g));
+    if (a->kind == ACT_ACK && list && (!strcmp(list, "then") || !strcmp(list, "timeout")))
+        return fail_key(ld, member(g, verb), "there is no ack to answer in %s actions", list);
     if (gone && (a->kind == ACT_JOIN || a->kind == ACT_LEAVE || a->kind == ACT_DISCONNECT))
         return fail_key(ld, member(g, verb), "not possible in a \"disconnect\" rule");
     return 0;

@@ -53,7 +53,8 @@ if [ $with_ref = 1 ]; then
     [ -f "$ref" ] || die "reference server not found: $ref"
     command -v "$node" >/dev/null || die "node not found ($node): needed for the reference server"
 fi
-[ -n "$out" ] || out=$(mktemp -d /tmp/sockeye-bench.XXXXXX)
+made_out=0
+[ -n "$out" ] || { out=$(mktemp -d /tmp/sockeye-bench.XXXXXX) && made_out=1; }
 mkdir -p "$out" || die "cannot create $out"
 
 # Scenario name -> generator arguments. Full size, then the smoke sizes.
@@ -85,7 +86,7 @@ for s in $only; do [ -n "${args[$s]:-}" ] || die "unknown scenario '$s' (one of:
 max_clients=0
 for s in $only; do
     n=$(echo "${args[$s]}" | sed -n 's/.*--clients \([0-9]*\).*/\1/p')
-    [ "${n:-0}" -gt $max_clients ] && max_clients=$n
+    [ "${n:-0}" -gt "$max_clients" ] && max_clients=$n
 done
 need=$((max_clients + 256))
 ulimit -n 65535 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -111,8 +112,8 @@ fi
 
 pid=""
 start_server() { # start_server KIND LOG: sets pid and port, or returns 1
-    local kind=$1 log=$2 tries
-    for tries in 1 2 3 4 5; do
+    local kind=$1 log=$2 _try
+    for _try in 1 2 3 4 5; do
         port=$((20000 + RANDOM % 20000))
         listening "$port" && continue
         if [ "$kind" = sockeye ]; then
@@ -176,13 +177,16 @@ run_one() { # run_one SCENARIO SERVER
     fi
 }
 
-echo "results in $out"
+loadavg() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null; }
+echo "results in $out; load average at start: $(loadavg) (other jobs on these CPUs skew the numbers)"
 for s in $only; do
     for kind in $servers; do run_one "$s" "$kind"; done
 done
 
+echo "load average at end: $(loadavg)"
 if [ $with_ref = 1 ]; then
     echo
+    # shellcheck disable=SC2086 # one argument per scenario
     "$node" "$here/report.mjs" "$out" $only
 fi
 if [ $failures -gt 0 ]; then
@@ -190,3 +194,6 @@ if [ $failures -gt 0 ]; then
     exit 1
 fi
 echo "run.sh: all scenario runs passed their checks"
+# A passing smoke run leaves nothing behind unless --out asked to keep it.
+[ $smoke = 1 ] && [ $made_out = 1 ] && rm -rf "$out"
+exit 0

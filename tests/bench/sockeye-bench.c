@@ -461,6 +461,7 @@ static void start_sending(struct bench *b)
     }
     b->t_send_start = wsc_now_us();
     if (b->o.rate == 0) {
+        wsc_batch_writes(b->clients[0].ws);
         while (b->seq_sent < b->o.messages)
             send_msg(b);
         sending_done(b);

@@ -71,6 +71,11 @@ void wsc_free(struct wsc *c);
  * if the client is closed or memory ran out. */
 int wsc_send_text(struct wsc *c, const char *data, size_t len);
 
+/* Small frames are normally written to the socket at once when nothing is
+ * queued; after this call every frame is queued and the bufferevent writes
+ * them in one go per loop pass (for a sender that wants bursts). */
+void wsc_batch_writes(struct wsc *c);
+
 /* Stops reading from the socket for good: the kernel receive buffer fills and
  * the server's writes back up (a slow consumer). */
 void wsc_stop_reading(struct wsc *c);

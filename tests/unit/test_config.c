@@ -15,7 +15,7 @@
 
 /* Not "config.h": the build's DEFAULT_INCLUDES put autoconf's config.h
  * first. */
-#include "../../src/config.h"
+#include "config.h"
 
 #ifndef TEST_CONF_DIR
 #error "TEST_CONF_DIR must name tests/unit/conf"
@@ -221,7 +221,7 @@ static void test_every_key(void **state)
     assert_int_equal(s->upgrade_timeout_ms, 3000);
     assert_int_equal(s->connect_timeout_ms, 4000);
     assert_true(s->max_payload == (size_t)5000000000ULL);
-    assert_int_equal(s->max_attachments, 0);
+    assert_int_equal(s->max_attachments, 3);
     assert_true(s->per_message_deflate);
     assert_false(s->http_compression);
     assert_string_equal(s->cookie, "sid");
@@ -406,7 +406,7 @@ static void test_err_bad_pattern(void **state)
 static void test_err_bad_template(void **state)
 {
     expect_error(CONF("bad/bad-template.conf"), NULL, 0,
-                 CONF("bad/bad-template.conf") ":6: namespaces.[0].rules.[0].actions.[0].args: "
+                 CONF("bad/bad-template.conf") ":6: namespaces.[0].rules.[0].actions.[0].args.[0]: "
                                                "unknown expression 'nope'");
 }
 
@@ -462,6 +462,22 @@ static void test_err_then_without_ack(void **state)
     expect_error(CONF("bad/then-without-ack.conf"), NULL, 0,
                  CONF("bad/then-without-ack.conf") ":5: namespaces.[0].rules.[0].actions.[0]."
                                                    "then: only allowed with ack_timeout");
+}
+
+/* An included file: its settings, and its own name in errors. */
+static void test_include(void **state)
+{
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir("/"), 0);
+    struct sockeye_conf *c = load_ok(CONF("include.conf"), NULL, 0);
+    assert_int_equal(c->shutdown_grace, 1);
+    assert_int_equal(c->server.ping_interval_ms, 1234);
+    conf_free(c);
+    expect_error(CONF("bad/include.conf"), NULL, 0,
+                 CONF("bad/include-part.conf") ":2: shutdown_grace: 5000000000 does not fit in 32 "
+                                               "bits: write it as 5000000000L");
+    assert_int_equal(chdir(cwd), 0);
 }
 
 static void test_err_missing_file(void **state)
@@ -606,6 +622,17 @@ static void test_err_file_structure(void **state)
          " { emit = \"y\"; args = { a = 1; }; } ); } ); } );\n",
          ":2: namespaces.[0].rules.[0].actions.[0].args: expected a string, an array or a "
          "list"},
+        {"namespaces = ( { rules = ( { on = \"x\"; actions = (\n"
+         " { set = \"f\"; value = { k = [ \"{{nope}}\" ]; }; } ); } ); } );\n",
+         ":2: namespaces.[0].rules.[0].actions.[0].value.k.[0]: unknown expression 'nope'"},
+        {"namespaces = ( { rules = ( { on = \"x\"; actions = (\n"
+         " { join = \"{{args.0\"; } ); } ); } );\n",
+         ":2: namespaces.[0].rules.[0].actions.[0].join: unterminated '{{'"},
+        {"namespaces = ( { rules = ( { on = \"x\"; actions = ( { emit = \"y\"; ack_timeout = 5;\n"
+         " timeout = ( { ack = ( ); } ); } ); } ); } );\n",
+         ":2: namespaces.[0].rules.[0].actions.[0].timeout.[0].ack: there is no ack to answer in "
+         "timeout actions"},
+        {"engine = { max_attachments = 0; };\n", ":1: engine.max_attachments: must be at least 1"},
         {"namespaces = ( { rooms = ( { max_members = 2; } ); } );\n",
          ":1: namespaces.[0].rooms.[0]: missing key 'name' or 'pattern'"},
         {"namespaces = ( { rooms = ( { name = \"a\"; },\n { name = \"a\"; } ); } );\n",
@@ -910,6 +937,7 @@ int main(void)
         cmocka_unit_test(test_err_static_root),
         cmocka_unit_test(test_err_then_without_ack),
         cmocka_unit_test(test_err_missing_file),
+        cmocka_unit_test(test_include),
         cmocka_unit_test(test_err_values),
         cmocka_unit_test(test_err_file_structure),
         cmocka_unit_test(test_set_existing_int),
