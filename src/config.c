@@ -886,6 +886,8 @@ static const char *check_emit_event(const char *v)
 {
     if (!*v)
         return "must not be empty";
+    if (strstr(v, "{{"))
+        return NULL; /* a template: checked when it is evaluated */
     return reserved_event(v) ? "is a reserved event name" : NULL;
 }
 
@@ -1269,6 +1271,15 @@ static int action_post(struct loader *ld, config_setting_t *g, void *obj)
     bool lifecycle = !strcmp(on, "connect") || !strcmp(on, "disconnect");
     bool gone = !strcmp(on, "disconnect");
     const char *verb = verb_names[a->kind];
+    if (a->kind == ACT_EMIT && strstr(a->event, "{{")) {
+        char why[256] = "";
+        config_setting_t *ev = (config_setting_t *)member(g, "emit");
+        a->event_tmpl = tmpl_compile(ev, why, sizeof(why));
+        if (!a->event_tmpl)
+            return fail_template(ld, ev, why);
+        if (ld_keep_tmpl(ld, a->event_tmpl) < 0)
+            return -1;
+    }
     if (a->kind == ACT_EMIT) {
         bool room_target = a->to == TO_ROOM || a->to == TO_ROOM_OTHERS;
         if (room_target && !member(g, "room"))

@@ -68,7 +68,9 @@ struct conf_action {
     enum conf_action_kind kind;
     int line;
     struct tmpl *room;        /* JOIN, LEAVE, EMIT to a room */
-    char *event;              /* EMIT */
+    char *event;              /* EMIT: the name as written */
+    struct tmpl *event_tmpl;  /* EMIT: set when the name has expressions ("{{args.0}}");
+                                 evaluated per event; empty or reserved names are not sent */
     enum conf_target to;      /* EMIT */
     struct tmpl *args;        /* EMIT, ACK: a list template, or one template
                                  that evaluates to the whole argument array */

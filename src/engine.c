@@ -1158,6 +1158,16 @@ unsigned engine_sessions(const struct engine *e)
     return e->n_sessions;
 }
 
+bool engine_busy(const struct engine *e)
+{
+    if (e->ws_list)
+        return true;
+    for (const struct sio_session *s = e->sessions; s; s = s->hh.next)
+        if (s->state == SS_OPEN)
+            return true;
+    return false;
+}
+
 const char *engine_session_id(const struct sio_session *s)
 {
     return s->sid;

@@ -91,8 +91,14 @@ int engine_handle_head(struct engine *e, struct http_request *req);
  * was announced by engine_handle_head) went away. */
 void engine_handle_abort(struct engine *e, struct http_request *req);
 
-/* Number of open sessions. */
+/* Number of sessions (open ones, and closed polling ones still waiting to
+ * hand their close packet to a GET). */
 unsigned engine_sessions(const struct engine *e);
+
+/* True while a session is open or a WebSocket is still finishing. Sessions
+ * only waiting for their final GET do not count: a drain need not wait for
+ * them. */
+bool engine_busy(const struct engine *e);
 
 /* Closes every session with the given reason (gracefully: polling sessions
  * get a close packet, WebSockets a close frame). */

@@ -340,7 +340,8 @@ static void on_rule_ack(struct sio_socket *sock, cJSON *args, bool timed_out, vo
     free(p);
 }
 
-static enum flow do_emit(struct exec *x, const struct conf_action *a)
+/* Emits `event` as action a says. */
+static enum flow emit_named(struct exec *x, const struct conf_action *a, const char *event)
 {
     cJSON *args = eval_args(a->args, &x->ctx);
     if (!args)
@@ -348,22 +349,22 @@ static enum flow do_emit(struct exec *x, const struct conf_action *a)
     if (a->to == TO_SENDER) {
         if (!a->ack_timeout) {
             if (a->is_volatile)
-                sio_emit_volatile(x->sock, a->event, args);
+                sio_emit_volatile(x->sock, event, args);
             else
-                sio_emit(x->sock, a->event, args);
+                sio_emit(x->sock, event, args);
             return FLOW_NEXT;
         }
         struct pending_ack *p = calloc(1, sizeof(*p));
-        char *event = strdup(x->ctx.event ? x->ctx.event : "");
-        if (!p || !event) {
+        char *trigger = strdup(x->ctx.event ? x->ctx.event : "");
+        if (!p || !trigger) {
             free(p);
-            free(event);
+            free(trigger);
             cJSON_Delete(args);
             return FLOW_STOP;
         }
-        *p = (struct pending_ack){x->r, x->gen, x->ns, a, event};
+        *p = (struct pending_ack){x->r, x->gen, x->ns, a, trigger};
         x->gen->refs++;
-        if (sio_emit_with_ack(x->sock, a->event, args, a->ack_timeout, on_rule_ack, p) < 0) {
+        if (sio_emit_with_ack(x->sock, event, args, a->ack_timeout, on_rule_ack, p) < 0) {
             /* The callback has not run and will not: undo. */
             gen_unref(p->gen);
             free(p->event);
@@ -385,13 +386,39 @@ static enum flow do_emit(struct exec *x, const struct conf_action *a)
         t.n_rooms = 1;
         const struct conf_room *rc = conf_room_for(x->ns, room);
         if (rc && rc->history && !a->is_volatile)
-            history_add(x->r, x->sock, room, rc->history, a->event, sio_json_copy(args));
+            history_add(x->r, x->sock, room, rc->history, event, sio_json_copy(args));
     }
     if (a->to == TO_ROOM_OTHERS || a->to == TO_OTHERS)
         t.except_socket = x->sock;
-    sio_broadcast(sio_socket_namespace(x->sock), &t, a->event, args);
+    sio_broadcast(sio_socket_namespace(x->sock), &t, event, args);
     free(room);
     return FLOW_NEXT;
+}
+
+/* Socket.IO reserves these names: they cannot be emitted. */
+static bool reserved_event(const char *name)
+{
+    static const char *const reserved[] = {"connect",       "connect_error", "disconnect",
+                                           "disconnecting", "newListener",   "removeListener"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (!strcmp(name, reserved[i]))
+            return true;
+    return false;
+}
+
+static enum flow do_emit(struct exec *x, const struct conf_action *a)
+{
+    if (!a->event_tmpl)
+        return emit_named(x, a, a->event);
+    char *name = tmpl_eval_string(a->event_tmpl, &x->ctx);
+    enum flow f = FLOW_NEXT;
+    if (name && *name && !reserved_event(name))
+        f = emit_named(x, a, name);
+    else
+        LOG(x->r->log, LOG_DEBUG, 0, "%s: emit skipped: event name '%s' not allowed",
+            sio_socket_id(x->sock), name ? name : "");
+    free(name);
+    return f;
 }
 
 static enum flow do_set(struct exec *x, const struct conf_action *a)

@@ -264,7 +264,7 @@ static uint64_t now_ms(struct event_base *base)
 static void shutdown_check(evutil_socket_t fd, short what, void *arg)
 {
     struct sio_server *srv = arg;
-    bool idle = http_server_connections(srv->http) == 0 && engine_sessions(srv->engine) == 0;
+    bool idle = http_server_connections(srv->http) == 0 && !engine_busy(srv->engine);
     if (!idle && now_ms(srv->base) < srv->shutdown_deadline)
         return;
     event_del(srv->shutdown_timer);

@@ -16,6 +16,7 @@
 #include "handshake.h"
 #include "outpacket.h"
 #include "recovery.h"
+#include "adapter.h"
 #include "rooms.h"
 #include "server.h"
 #include "sio.h"
@@ -56,9 +57,9 @@ struct sio_namespace {
     struct sio_namespace *parent; /* pattern parent of a child */
     struct sio_namespace *next_pattern;
     bool is_pattern;
-    bool cleanup;        /* pattern: remove empty children */
-    size_t size;         /* connected sockets (pattern: of all children) */
-    struct rooms *rooms; /* NULL for a pattern parent */
+    bool cleanup;            /* pattern: remove empty children */
+    size_t size;             /* connected sockets (pattern: of all children) */
+    struct adapter *adapter; /* rooms and broadcasts; NULL for a pattern parent */
     int64_t next_ack_id;
 };
 
@@ -146,6 +147,17 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 static void socket_disconnect(struct sio_socket *sock, const char *reason, bool notify_client);
+
+/* A NUL-terminated copy of a slice of a packet (which is not terminated). */
+static char *dup_slice(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
 
 /* --- ids and encoding --------------------------------------------------- */
 
@@ -267,10 +279,10 @@ static struct sio_namespace *nsp_new(struct socketio *io, const char *name, bool
     nsp->h = &nsp->own;
     nsp->is_pattern = is_pattern;
     if (!is_pattern)
-        nsp->rooms = rooms_new();
-    if (!nsp->name || (!is_pattern && !nsp->rooms)) {
+        nsp->adapter = adapter_memory_new();
+    if (!nsp->name || (!is_pattern && !nsp->adapter)) {
         free(nsp->name);
-        rooms_free(nsp->rooms);
+        adapter_free(nsp->adapter);
         free(nsp);
         return NULL;
     }
@@ -295,7 +307,7 @@ static void handlers_cleanup(struct nsp_handlers *h)
 static void nsp_free(struct sio_namespace *nsp)
 {
     handlers_cleanup(&nsp->own);
-    rooms_free(nsp->rooms);
+    adapter_free(nsp->adapter);
     free(nsp->name);
     free(nsp);
 }
@@ -362,7 +374,7 @@ static struct sio_namespace *nsp_resolve(struct socketio *io, const char *name, 
     HASH_FIND(hh, io->namespaces, name, len, nsp);
     if (nsp)
         return nsp;
-    char *z = strndup(name, len);
+    char *z = dup_slice(name, len);
     if (!z)
         return NULL;
     for (struct sio_namespace *p = io->patterns; p; p = p->next_pattern) {
@@ -660,7 +672,7 @@ static void socket_disconnect(struct sio_socket *sock, const char *reason, bool 
     if (c->io->recovery && recoverable(reason))
         save_session(sock);
     sock->connected = false;
-    rooms_remove_socket(nsp->rooms, &sock->rs);
+    nsp->adapter->ops->remove_socket(nsp->adapter, &sock->rs);
     client_unlink_socket(c, sock);
     nsp->size--;
     if (nsp->parent)
@@ -715,7 +727,7 @@ static bool try_restore(struct client *c, struct sio_namespace *nsp, const cJSON
                          session) != 1)
         return false;
     if (strlen(session->sid) >= sizeof(sock->id) || strlen(session->pid) >= sizeof(sock->pid) ||
-        rooms_find_socket(nsp->rooms, session->sid)) {
+        nsp->adapter->ops->room_size(nsp->adapter, session->sid) > 0) {
         recovery_session_cleanup(session);
         return false;
     }
@@ -754,7 +766,7 @@ static void on_connect(struct client *c, const struct sio_packet *p)
     }
     struct sio_namespace *nsp = nsp_resolve(io, p->nsp, p->nsp_len);
     if (!nsp) {
-        char *name = strndup(p->nsp, p->nsp_len);
+        char *name = dup_slice(p->nsp, p->nsp_len);
         if (name)
             send_connect_error(c, name, "Invalid namespace", NULL);
         free(name);
@@ -776,7 +788,8 @@ static void on_connect(struct client *c, const struct sio_packet *p)
     }
     engine_session_ref(c->session);
     bool skip = restored && io->srv->cfg.recovery_skip_middlewares;
-    if ((!skip && !run_middlewares(c, nsp, sock)) || rooms_add_socket(nsp->rooms, &sock->rs) < 0) {
+    if ((!skip && !run_middlewares(c, nsp, sock)) ||
+        nsp->adapter->ops->add_socket(nsp->adapter, &sock->rs) < 0) {
         recovery_session_cleanup(&session);
         socket_free(sock);
         engine_session_unref(c->session);
@@ -794,7 +807,7 @@ static void on_connect(struct client *c, const struct sio_packet *p)
 
     if (restored) {
         for (size_t i = 0; i < session.n_rooms; i++)
-            rooms_join(nsp->rooms, &sock->rs, session.rooms[i]);
+            nsp->adapter->ops->join(nsp->adapter, &sock->rs, session.rooms[i]);
         /* Missed packets go first, as the reference sends them (§J.55). */
         for (size_t i = 0; i < session.n_packets; i++)
             engine_send(c->session, session.packets[i]);
@@ -924,7 +937,7 @@ void socketio_on_message(struct socketio *io, struct sio_session *s, const uint8
             engine_session_close_reason(s, "parse error");
         } else if ((p.type == SIO_BINARY_EVENT || p.type == SIO_BINARY_ACK) && p.attachments > 0) {
             /* The namespace slice points into this message: keep a copy. */
-            c->pending_nsp = strndup(p.nsp, p.nsp_len);
+            c->pending_nsp = dup_slice(p.nsp, p.nsp_len);
             if (!c->pending_nsp) {
                 sio_packet_cleanup(&p);
                 engine_session_close_reason(s, "transport error");
@@ -1183,8 +1196,13 @@ static int broadcast(struct sio_namespace *nsp, const struct sio_target *t, cons
         record_packet(rec, nsp, offset, t, &e);
     struct bcast_ctx ctx = {&e, t ? t->except_socket : NULL, ack, id, 0};
     static const char *const none[1] = {NULL};
-    rooms_select(nsp->rooms, t && t->rooms ? t->rooms : none, t ? t->n_rooms : 0,
-                 t && t->except ? t->except : none, t ? t->n_except : 0, bcast_visit, &ctx);
+    struct adapter_opts opts = {.rooms = t && t->rooms ? t->rooms : none,
+                                .n_rooms = t ? t->n_rooms : 0,
+                                .except = t && t->except ? t->except : none,
+                                .n_except = t ? t->n_except : 0,
+                                .is_volatile = is_volatile};
+    struct adapter_packet pk = {e.main, e.att, e.n_att};
+    nsp->adapter->ops->broadcast(nsp->adapter, &pk, &opts, bcast_visit, &ctx);
     encoded_release(&e);
     return ctx.count;
 }
@@ -1228,19 +1246,20 @@ int sio_join(struct sio_socket *sock, const char *room)
 {
     if (!sock->connected)
         return -1;
-    return rooms_join(sock->nsp->rooms, &sock->rs, room) < 0 ? -1 : 0;
+    struct adapter *a = sock->nsp->adapter;
+    return a->ops->join(a, &sock->rs, room) < 0 ? -1 : 0;
 }
 
 int sio_leave(struct sio_socket *sock, const char *room)
 {
     if (sock->connected)
-        rooms_leave(sock->nsp->rooms, &sock->rs, room);
+        sock->nsp->adapter->ops->leave(sock->nsp->adapter, &sock->rs, room);
     return 0;
 }
 
 bool sio_in_room(const struct sio_socket *sock, const char *room)
 {
-    return sock->connected && rooms_has(sock->nsp->rooms, &sock->rs, room);
+    return sock->connected && sock->nsp->adapter->ops->has(sock->nsp->adapter, &sock->rs, room);
 }
 
 void sio_socket_each_room(const struct sio_socket *sock, void (*fn)(const char *room, void *ud),
@@ -1252,7 +1271,7 @@ void sio_socket_each_room(const struct sio_socket *sock, void (*fn)(const char *
 
 size_t sio_room_size(const struct sio_namespace *nsp, const char *room)
 {
-    return nsp->rooms ? rooms_size(nsp->rooms, room) : 0;
+    return nsp->adapter ? nsp->adapter->ops->room_size(nsp->adapter, room) : 0;
 }
 
 void sio_disconnect(struct sio_socket *sock, bool close_connection)

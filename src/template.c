@@ -32,6 +32,7 @@
 
 enum src {
     SRC_ARGS,
+    SRC_REST,
     SRC_ACK,
     SRC_AUTH,
     SRC_DATA,
@@ -269,10 +270,11 @@ static const struct {
     const char *word;
     enum src src;
 } sources[] = {
-    {"args", SRC_ARGS},       {"ack", SRC_ACK},           {"auth", SRC_AUTH},
-    {"data", SRC_DATA},       {"query", SRC_QUERY},       {"header", SRC_HEADER},
-    {"id", SRC_ID},           {"nsp", SRC_NSP},           {"event", SRC_EVENT},
-    {"address", SRC_ADDRESS}, {"nsp_size", SRC_NSP_SIZE}, {"room_size", SRC_ROOM_SIZE},
+    {"args", SRC_ARGS},           {"rest", SRC_REST},       {"ack", SRC_ACK},
+    {"auth", SRC_AUTH},           {"data", SRC_DATA},       {"query", SRC_QUERY},
+    {"header", SRC_HEADER},       {"id", SRC_ID},           {"nsp", SRC_NSP},
+    {"event", SRC_EVENT},         {"address", SRC_ADDRESS}, {"nsp_size", SRC_NSP_SIZE},
+    {"room_size", SRC_ROOM_SIZE},
 };
 
 static bool key_char(char ch, bool in_paren)
@@ -336,6 +338,7 @@ static bool reads_client_input(const struct expr *e)
     for (; e; e = e->room) {
         switch (e->src) {
         case SRC_ARGS:
+        case SRC_REST:
         case SRC_ACK:
         case SRC_AUTH:
         case SRC_QUERY:
@@ -499,6 +502,7 @@ static struct expr *parse_source(struct parser *ps, bool in_paren)
 
     switch (pe.src) {
     case SRC_ARGS:
+    case SRC_REST:
     case SRC_ACK:
         if (pe.n > 0 && !all_digits(pe.segs[0].key, pe.segs[0].len)) {
             fail_invalid(ps, "expected an argument index (args.N) in");
@@ -823,6 +827,7 @@ struct val {
     const char *s;
     double n;
     const cJSON *j; /* never a string or number (those become V_STR/V_NUM) */
+    cJSON view;     /* `rest`: an array sharing args' members after the first */
 };
 
 static void val_json(struct val *v, const cJSON *j)
@@ -954,6 +959,16 @@ static void resolve(const struct expr *e, const struct tmpl_ctx *ctx, struct val
     switch (e->src) {
     case SRC_ARGS:
         val_json(v, walk(ctx->args, e));
+        break;
+    case SRC_REST:
+        /* A view, not a copy: an array node whose members are args' from the
+         * second on (cJSON arrays are linked lists; only `next` is used). */
+        if (ctx->args) {
+            memset(&v->view, 0, sizeof(v->view));
+            v->view.type = cJSON_Array | cJSON_IsReference;
+            v->view.child = ctx->args->child ? ctx->args->child->next : NULL;
+            val_json(v, walk(&v->view, e));
+        }
         break;
     case SRC_ACK:
         val_json(v, walk(ctx->ack, e));

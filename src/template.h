@@ -16,6 +16,8 @@
  *   args            the event's arguments (an array)
  *   args.N          the N-th argument (0-based)
  *   args.N.k1.k2    a path into it (object keys; numbers index arrays)
+ *   rest, rest.N    the arguments after the first (an array): with an event
+ *                   name taken from args.0, "{{rest}}" forwards the others
  *   ack, ack.N...   the arguments of a client's ack (in `then` actions)
  *   auth, auth.k    the CONNECT payload
  *   data, data.k    the socket's data object
