@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Prints the markdown comparison table of one benchmark run:
 //   node tests/bench/report.mjs RESULTS_DIR [scenario...]
-// RESULTS_DIR holds <scenario>.<server>.json (one JSON line from sockeye-bench),
-// server = sockeye | reference. The ratio column is how many times better
+// RESULTS_DIR holds <scenario>.<server>.<round>.json (one JSON line from
+// sockeye-bench each), server = sockeye | reference. With several rounds each
+// number is the median over the rounds. The ratio column is how many times better
 // sockeye is: sockeye/reference for higher-is-better metrics,
 // reference/sockeye for lower-is-better ones.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -15,13 +16,36 @@ if (!dir) {
     process.exit(2);
 }
 
+const files = readdirSync(dir);
+
+function median(values) {
+    const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+    if (v.length === 0) return undefined;
+    const mid = v.length >> 1;
+    return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+// The rounds of one scenario on one server merged into one result: ok only if
+// every round passed, numbers the median of the rounds.
 function load(scenario, server) {
-    try {
-        const text = readFileSync(path.join(dir, `${scenario}.${server}.json`), 'utf8').trim();
-        return text ? JSON.parse(text) : null;
-    } catch {
-        return null;
+    const rounds = [];
+    for (const f of files) {
+        const m = f.match(/^(.+)\.(sockeye|reference)\.(\d+)\.json$/);
+        if (!m || m[1] !== scenario || m[2] !== server) continue;
+        try {
+            const text = readFileSync(path.join(dir, f), 'utf8').trim();
+            rounds.push(text ? JSON.parse(text) : { ok: false, first_error: 'empty result' });
+        } catch {
+            rounds.push({ ok: false, first_error: `unreadable ${f}` });
+        }
     }
+    if (rounds.length === 0) return null;
+    const merged = { ok: rounds.every((r) => r.ok), rounds: rounds.length };
+    merged.first_error = rounds.find((r) => !r.ok)?.first_error || '';
+    for (const key of Object.keys(rounds[0])) {
+        if (typeof rounds[0][key] === 'number') merged[key] = median(rounds.map((r) => r[key]));
+    }
+    return merged;
 }
 
 const ms = (us) => us / 1000;
@@ -90,7 +114,8 @@ function ratio(s, r, key, dir) {
 const scenarios = wanted.length ? wanted : [...new Set(rows.map((r) => r[0]))];
 const cpu = (os.cpus()[0]?.model || 'unknown CPU').trim();
 console.log(`Machine: ${os.cpus().length} CPUs, ${cpu}; Linux ${os.release()}; node ${process.version}`);
-console.log('Server pinned to CPU 0, generator to CPU 1. Ratio > 1: sockeye better.');
+const nrounds = Math.max(0, ...scenarios.flatMap((sc) => ['sockeye', 'reference'].map((sv) => load(sc, sv)?.rounds || 0)));
+console.log(`Server pinned to CPU 0, generator to CPU 1; ${nrounds > 1 ? `median of ${nrounds} rounds` : 'one round'}. Ratio > 1: sockeye better.`);
 console.log();
 console.log('| metric | sockeye | reference | ratio |');
 console.log('|---|---:|---:|---:|');

@@ -18,8 +18,11 @@
 #   --only "A B"      run only these scenarios (idle connect echo echo-paced fanout
 #                     fanout-paced slow)
 #   --out DIR         keep results there (default: a new directory under /tmp)
+#   --repeat N        run every scenario N times (interleaved); the table shows
+#                     the median of each metric (default 1)
 #   --smoke           tiny runs against sockeye only; exit 1 if any check fails
 #   --no-ref          skip the reference server (sockeye only, full size)
+#   --ref             include the reference server even with --smoke
 # Exit status: 0 when every scenario passed its checks on every server, 1 if
 # one failed, 2 on a usage or set-up error. The driver builds nothing.
 set -uo pipefail
@@ -28,7 +31,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${top_builddir:-$root/_build}
 
-sockeye="" ref="$here/ref_server.mjs" bench="" node=node only="" out="" smoke=0 with_ref=1
+sockeye="" ref="$here/ref_server.mjs" bench="" node=node only="" out="" smoke=0 with_ref=1 repeat=1 force_ref=0
 die() { echo "run.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -38,13 +41,17 @@ while [ $# -gt 0 ]; do
     --node) node=${2:?}; shift 2 ;;
     --only) only=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
+    --repeat) repeat=${2:?}; shift 2 ;;
     --smoke) smoke=1; with_ref=0; shift ;;
     --no-ref) with_ref=0; shift ;;
+    --ref) force_ref=1; shift ;;
     -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
 done
 
+[ $force_ref = 1 ] && with_ref=1
+case $repeat in '' | *[!0-9]* | 0) die "--repeat needs a positive number" ;; esac
 [ -n "$sockeye" ] || sockeye=$build/examples/echo_server
 [ -n "$bench" ] || bench=$(dirname "$(dirname "$sockeye")")/tests/bench/sockeye-bench
 [ -x "$sockeye" ] || die "sockeye server not found or not executable: $sockeye (build it, or pass --sockeye)"
@@ -150,8 +157,8 @@ trap 'exit 130' INT TERM
 servers="sockeye"
 [ $with_ref = 1 ] && servers="sockeye reference"
 failures=0
-run_one() { # run_one SCENARIO SERVER
-    local s=$1 kind=$2 base="$out/$1.$2"
+run_one() { # run_one SCENARIO SERVER ROUND
+    local s=$1 kind=$2 base="$out/$1.$2.$3"
     if ! start_server "$kind" "$base.server.log"; then
         echo "{\"scenario\":\"$s\",\"ok\":false,\"first_error\":\"server did not start\"}" >"$base.json"
         failures=$((failures + 1)); return
@@ -179,8 +186,11 @@ run_one() { # run_one SCENARIO SERVER
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null; }
 echo "results in $out; load average at start: $(loadavg) (other jobs on these CPUs skew the numbers)"
-for s in $only; do
-    for kind in $servers; do run_one "$s" "$kind"; done
+for round in $(seq 1 "$repeat"); do
+    [ "$repeat" -gt 1 ] && echo "round $round of $repeat"
+    for s in $only; do
+        for kind in $servers; do run_one "$s" "$kind" "$round"; done
+    done
 done
 
 echo "load average at end: $(loadavg)"
