@@ -5,6 +5,7 @@
  *   eio_echo [--port N] [--ping-interval MS] [--ping-timeout MS]
  *            [--max-payload BYTES] [--upgrade-timeout MS] [--header-timeout MS]
  *            [--max-output BYTES] [--tls-cert FILE --tls-key FILE]
+ *            [--per-message-deflate 0|1] [--cookie NAME] [--deny-origin ORIGIN]
  */
 #include <sockeye.h>
 

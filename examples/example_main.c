@@ -42,6 +42,14 @@ int example_parse(const char *prog, int argc, char **argv, struct sio_config *cf
             opt->tls_key = val;
             continue;
         }
+        if (strcmp(flag, "--cookie") == 0) {
+            cfg->cookie = val;
+            continue;
+        }
+        if (strcmp(flag, "--deny-origin") == 0) {
+            opt->deny_origin = val;
+            continue;
+        }
         unsigned long long v;
         if (parse_num(prog, flag, val, strcmp(flag, "--port") == 0 ? 65535 : UINT_MAX, &v) < 0)
             return -1;
@@ -59,6 +67,8 @@ int example_parse(const char *prog, int argc, char **argv, struct sio_config *cf
             cfg->http_header_timeout_ms = (unsigned)v;
         else if (strcmp(flag, "--max-payload") == 0)
             cfg->max_payload = (size_t)v;
+        else if (strcmp(flag, "--per-message-deflate") == 0)
+            cfg->per_message_deflate = v != 0;
         else if (strcmp(flag, "--recovery") == 0)
             cfg->recovery_max_disconnection_ms = (unsigned)v;
         else if (strcmp(flag, "--max-output") == 0) {
@@ -75,6 +85,12 @@ int example_parse(const char *prog, int argc, char **argv, struct sio_config *cf
         return -1;
     }
     return 0;
+}
+
+static bool allow_request(const struct sio_request *req, void *ud)
+{
+    const char *origin = sio_request_header(req, "Origin");
+    return !origin || strcmp(origin, ud) != 0;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -96,6 +112,8 @@ int example_run(const char *prog, const struct sio_config *cfg, const struct exa
         return 1;
     }
     setup(srv);
+    if (opt->deny_origin)
+        sio_server_set_allow_request(srv, allow_request, (void *)opt->deny_origin);
     int status = 0;
     if (sio_server_listen(srv, "127.0.0.1", (uint16_t)opt->port, opt->tls_cert, opt->tls_key, err,
                           sizeof(err)) < 0) {

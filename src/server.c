@@ -90,6 +90,43 @@ static void on_engine_close(struct sio_session *s, const char *reason, void *arg
         srv->eio_handlers.close(s, reason, srv->eio_ud);
 }
 
+/* struct sio_request is the public name of an HTTP request. */
+static bool on_engine_allow(struct http_request *req, void *arg)
+{
+    struct sio_server *srv = arg;
+    return !srv->allow || srv->allow((const struct sio_request *)req, srv->allow_ud);
+}
+
+const char *sio_request_header(const struct sio_request *req, const char *name)
+{
+    return http_request_header((const struct http_request *)req, name);
+}
+
+bool sio_request_query(const struct sio_request *req, const char *key, char *out, size_t outlen)
+{
+    const char *v;
+    size_t n;
+    if (!http_request_query_param((const struct http_request *)req, key, &v, &n))
+        return false;
+    if (outlen) {
+        size_t c = n < outlen - 1 ? n : outlen - 1;
+        memcpy(out, v, c);
+        out[c] = '\0';
+    }
+    return true;
+}
+
+const char *sio_request_address(const struct sio_request *req)
+{
+    return http_request_peer_address((const struct http_request *)req);
+}
+
+void sio_server_set_allow_request(struct sio_server *srv, sio_allow_fn fn, void *ud)
+{
+    srv->allow = fn;
+    srv->allow_ud = ud;
+}
+
 /* --- configuration ------------------------------------------------------ */
 
 static char *dup_or_null(const char *s)
@@ -197,7 +234,8 @@ struct sio_server *sio_server_new(struct event_base *base, const struct sio_conf
     srv->http = http_server_new(base, &hc, &hcb, srv);
     struct engine_config ec;
     engine_config_from(srv, &ec);
-    struct engine_handlers eh = {on_engine_open, on_engine_message, on_engine_close, NULL};
+    struct engine_handlers eh = {on_engine_open, on_engine_message, on_engine_close,
+                                 on_engine_allow};
     srv->engine = engine_new(base, &ec, &eh, srv, &srv->log);
     srv->io = socketio_new(srv);
     if (!srv->http || !srv->engine || !srv->io)

@@ -26,6 +26,9 @@ struct sio_server {
     bool (*http_hook)(struct http_request *req, const char *path, size_t len, void *ud);
     void *http_hook_ud;
 
+    sio_allow_fn allow;
+    void *allow_ud;
+
     struct sio_engine_handlers eio_handlers;
     void *eio_ud;
 

@@ -95,6 +95,24 @@ int sio_server_listen(struct sio_server *srv, const char *address, uint16_t port
 void sio_server_shutdown(struct sio_server *srv, unsigned grace_ms,
                          void (*done)(struct sio_server *srv, void *ud), void *ud);
 
+/* --- Handshake requests ------------------------------------------------
+ * An optional hook sees every new connection's handshake request (before a
+ * session exists) and may refuse it: the client then gets HTTP 403 with
+ * Engine.IO error code 4 "Forbidden". */
+struct sio_request;
+
+/* A request header (case-insensitive name), NULL when absent. */
+const char *sio_request_header(const struct sio_request *req, const char *name);
+/* The raw (still percent-encoded) value of a query parameter, copied into
+ * out (NUL-terminated, truncated to outlen - 1); false when absent. */
+bool sio_request_query(const struct sio_request *req, const char *key, char *out, size_t outlen);
+/* The peer address as text ("127.0.0.1"). */
+const char *sio_request_address(const struct sio_request *req);
+
+typedef bool (*sio_allow_fn)(const struct sio_request *req, void *ud);
+/* Installs the hook (NULL removes it). Return true to allow. */
+void sio_server_set_allow_request(struct sio_server *srv, sio_allow_fn fn, void *ud);
+
 /* --- Engine.IO level (like the npm `engine.io` package) ----------------
  * Setting engine handlers makes the server a plain Engine.IO server: every
  * message goes to these callbacks and no Socket.IO layer runs. */

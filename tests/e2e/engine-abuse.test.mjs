@@ -140,7 +140,7 @@ describe(`abuse (--max-payload ${MAX} --upgrade-timeout ${UPGRADE_TIMEOUT})`, ()
             await healthy();
         });
 
-        it('code 4 Forbidden', { skip: 'the echo example has no allow-request hook, so code 4 cannot be triggered' }, () => {});
+        // code 4 Forbidden needs the allow-request hook: see engine-options.test.mjs.
 
         it('code 5 Unsupported protocol version: EIO=3, EIO=5, EIO=abc, missing EIO', T, async () => {
             for (const params of [{ EIO: 3, transport: 'polling' }, { EIO: 5, transport: 'polling' }, { EIO: 'abc', transport: 'polling' }, { transport: 'polling' }]) {

@@ -13,7 +13,8 @@ import { Server } from 'engine.io';
 
 const USAGE = `usage: eio_echo.mjs --port N [--ping-interval MS] [--ping-timeout MS]
        [--max-payload BYTES] [--upgrade-timeout MS] [--tls-cert FILE --tls-key FILE]
-       [--header-timeout MS] [--max-output BYTES]`;
+       [--header-timeout MS] [--max-output BYTES] [--per-message-deflate 0|1]
+       [--cookie NAME] [--deny-origin ORIGIN]`;
 
 function fail(msg) {
     process.stderr.write(`eio_echo.mjs: ${msg}\n${USAGE}\n`);
@@ -29,8 +30,14 @@ function parseArgs(argv) {
         '--upgrade-timeout': 'upgradeTimeout',
         '--header-timeout': 'headerTimeout',
         '--max-output': 'maxOutput', // sockeye only: accepted and ignored here
+        '--per-message-deflate': 'perMessageDeflate',
     };
-    const files = { '--tls-cert': 'tlsCert', '--tls-key': 'tlsKey' };
+    const files = {
+        '--tls-cert': 'tlsCert',
+        '--tls-key': 'tlsKey',
+        '--cookie': 'cookie',
+        '--deny-origin': 'denyOrigin',
+    };
     const opts = {};
     for (let i = 0; i < argv.length; i++) {
         const flag = argv[i];
@@ -73,6 +80,10 @@ if (opts.pingInterval !== undefined) engineOptions.pingInterval = opts.pingInter
 if (opts.pingTimeout !== undefined) engineOptions.pingTimeout = opts.pingTimeout;
 if (opts.maxPayload !== undefined) engineOptions.maxHttpBufferSize = opts.maxPayload;
 if (opts.upgradeTimeout !== undefined) engineOptions.upgradeTimeout = opts.upgradeTimeout;
+if (opts.perMessageDeflate) engineOptions.perMessageDeflate = { threshold: 1024 };
+if (opts.cookie !== undefined) engineOptions.cookie = { name: opts.cookie, path: '/', httpOnly: true, sameSite: 'lax' };
+if (opts.denyOrigin !== undefined)
+    engineOptions.allowRequest = (req, cb) => cb(null, req.headers.origin !== opts.denyOrigin);
 
 const engine = new Server(engineOptions);
 engine.attach(httpServer, { path: engineOptions.path });
