@@ -14,6 +14,8 @@
  */
 #include "config.h"
 
+#include "sio.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -874,12 +876,7 @@ static const char *check_address(const char *v)
  * cannot emit them. */
 static bool reserved_event(const char *v)
 {
-    static const char *const reserved[] = {"connect",       "connect_error", "disconnect",
-                                           "disconnecting", "newListener",   "removeListener"};
-    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-        if (!strcmp(v, reserved[i]))
-            return true;
-    return false;
+    return sio_event_name_reserved(v, strlen(v));
 }
 
 static const char *check_emit_event(const char *v)

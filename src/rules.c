@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <uthash.h>
 
+#include "sio.h"
 #include "template.h"
 
 /* A configuration generation: kept alive by pending acks after a reload. */
@@ -395,24 +396,13 @@ static enum flow emit_named(struct exec *x, const struct conf_action *a, const c
     return FLOW_NEXT;
 }
 
-/* Socket.IO reserves these names: they cannot be emitted. */
-static bool reserved_event(const char *name)
-{
-    static const char *const reserved[] = {"connect",       "connect_error", "disconnect",
-                                           "disconnecting", "newListener",   "removeListener"};
-    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-        if (!strcmp(name, reserved[i]))
-            return true;
-    return false;
-}
-
 static enum flow do_emit(struct exec *x, const struct conf_action *a)
 {
     if (!a->event_tmpl)
         return emit_named(x, a, a->event);
     char *name = tmpl_eval_string(a->event_tmpl, &x->ctx);
     enum flow f = FLOW_NEXT;
-    if (name && *name && !reserved_event(name))
+    if (name && *name && !sio_event_name_reserved(name, strlen(name)))
         f = emit_named(x, a, name);
     else
         LOG(x->r->log, LOG_DEBUG, 0, "%s: emit skipped: event name '%s' not allowed",
