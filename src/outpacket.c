@@ -20,6 +20,7 @@ struct outpacket *outpacket_alloc(enum eio_packet_type type, bool binary, size_t
     p->type = (uint8_t)type;
     p->binary = binary;
     p->is_volatile = false;
+    p->no_compress = false;
     p->hdr_len = (uint8_t)hdr_len;
     p->data_len = len;
     memcpy(p->bytes, hdr, hdr_len);

@@ -24,6 +24,7 @@ struct outpacket {
     uint8_t type;     /* enum eio_packet_type */
     bool binary;      /* a binary message */
     bool is_volatile; /* may be dropped when the transport is not writable */
+    bool no_compress; /* never permessage-deflate it */
     uint8_t hdr_len;  /* WebSocket header length */
     size_t data_len;  /* data bytes (without the type digit) */
     uint8_t bytes[];  /* see above */

@@ -1194,6 +1194,11 @@ static int broadcast(struct sio_namespace *nsp, const struct sio_target *t, cons
         return -1;
     if (rec && !ack && !is_volatile)
         record_packet(rec, nsp, offset, t, &e);
+    if (t && t->no_compress) {
+        e.main->no_compress = true;
+        for (size_t i = 0; i < e.n_att; i++)
+            e.att[i]->no_compress = true;
+    }
     struct bcast_ctx ctx = {&e, t ? t->except_socket : NULL, ack, id, 0};
     static const char *const none[1] = {NULL};
     struct adapter_opts opts = {.rooms = t && t->rooms ? t->rooms : none,

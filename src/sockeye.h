@@ -239,7 +239,8 @@ struct sio_target {
     size_t n_except;
     struct sio_socket *except_socket; /* e.g. the sender; NULL for none */
     bool is_volatile;                 /* drop for clients that are not ready */
-    bool compress;                    /* accepted for API parity; see sockeye(3) */
+    bool no_compress;                 /* never permessage-deflate this packet (the
+                                         reference's compress(false)) */
 };
 
 /* Emits to every targeted socket, encoding the packet once. Returns the

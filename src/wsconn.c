@@ -261,7 +261,7 @@ int wsconn_send_packet(struct wsconn *ws, struct outpacket *p)
     size_t flen;
     const uint8_t *frame = outpacket_frame(p, &flen);
     size_t plen = flen - p->hdr_len;
-    if (should_compress(ws, plen))
+    if (!p->no_compress && should_compress(ws, plen))
         return send_compressed(ws, p->binary ? WS_OP_BINARY : WS_OP_TEXT, frame + p->hdr_len, plen);
     if (over_hard_limit(ws, flen))
         return WSCONN_CLOSED;
