@@ -6,6 +6,7 @@
  *            [--max-payload BYTES] [--upgrade-timeout MS] [--header-timeout MS]
  *            [--max-output BYTES] [--tls-cert FILE --tls-key FILE]
  *            [--per-message-deflate 0|1] [--cookie NAME] [--deny-origin ORIGIN]
+ *            [--cors ORIGINS] [--cors-credentials 0|1]
  */
 #include <sockeye.h>
 

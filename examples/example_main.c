@@ -42,6 +42,10 @@ int example_parse(const char *prog, int argc, char **argv, struct sio_config *cf
             opt->tls_key = val;
             continue;
         }
+        if (strcmp(flag, "--cors") == 0) {
+            cfg->cors_origin = val;
+            continue;
+        }
         if (strcmp(flag, "--cookie") == 0) {
             cfg->cookie = val;
             continue;
@@ -67,6 +71,8 @@ int example_parse(const char *prog, int argc, char **argv, struct sio_config *cf
             cfg->http_header_timeout_ms = (unsigned)v;
         else if (strcmp(flag, "--max-payload") == 0)
             cfg->max_payload = (size_t)v;
+        else if (strcmp(flag, "--cors-credentials") == 0)
+            cfg->cors_credentials = v != 0;
         else if (strcmp(flag, "--per-message-deflate") == 0)
             cfg->per_message_deflate = v != 0;
         else if (strcmp(flag, "--recovery") == 0)

@@ -15,6 +15,7 @@ struct example_options {
  *   --connect-timeout MS --header-timeout MS --max-payload BYTES
  *   --max-output BYTES --recovery MS --tls-cert FILE --tls-key FILE
  *   --per-message-deflate 0|1 --cookie NAME --deny-origin ORIGIN
+ *   --cors ORIGINS ("*" or a comma-separated list) --cors-credentials 0|1
  * Prints a message naming prog and returns -1 on a bad or unknown flag. */
 int example_parse(const char *prog, int argc, char **argv, struct sio_config *cfg,
                   struct example_options *opt);

@@ -89,3 +89,44 @@ describe('allow-request hook, permessage-deflate and cookie', () => {
         ws.terminate();
     });
 });
+
+describe('CORS with a list of origins and credentials', () => {
+    let srv;
+    let port;
+    before(async () => {
+        srv = await startEioEcho(['--cors', 'http://a.test, http://b.test', '--cors-credentials', '1']);
+        port = srv.port;
+    });
+    after(async () => {
+        await srv?.stop();
+    });
+
+    const handshake = (origin) =>
+        R.httpRequest(port, { path: R.eioPath({ EIO: 4, transport: 'polling' }), headers: origin ? { Origin: origin } : {} });
+
+    it('a listed origin is echoed with credentials allowed', T, async () => {
+        for (const origin of ['http://a.test', 'http://b.test']) {
+            const res = await handshake(origin);
+            assert.equal(res.status, 200);
+            assert.equal(res.headers['access-control-allow-origin'], origin);
+            assert.equal(res.headers['access-control-allow-credentials'], 'true');
+        }
+    });
+
+    it('an unlisted origin is not allowed', T, async () => {
+        const res = await handshake('http://c.test');
+        assert.equal(res.headers['access-control-allow-origin'], undefined);
+    });
+
+    it('a preflight from a listed origin gets 204 with the allowed methods and headers', T, async () => {
+        const res = await R.httpRequest(port, {
+            method: 'OPTIONS',
+            path: R.eioPath({ EIO: 4, transport: 'polling' }),
+            headers: { Origin: 'http://a.test', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' },
+        });
+        assert.equal(res.status, 204);
+        assert.equal(res.headers['access-control-allow-origin'], 'http://a.test');
+        assert.match(res.headers['access-control-allow-methods'] ?? '', /POST/);
+        assert.match(res.headers['access-control-allow-headers'] ?? '', /content-type/i);
+    });
+});

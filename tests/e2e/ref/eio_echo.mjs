@@ -14,7 +14,7 @@ import { Server } from 'engine.io';
 const USAGE = `usage: eio_echo.mjs --port N [--ping-interval MS] [--ping-timeout MS]
        [--max-payload BYTES] [--upgrade-timeout MS] [--tls-cert FILE --tls-key FILE]
        [--header-timeout MS] [--max-output BYTES] [--per-message-deflate 0|1]
-       [--cookie NAME] [--deny-origin ORIGIN]`;
+       [--cookie NAME] [--deny-origin ORIGIN] [--cors ORIGINS] [--cors-credentials 0|1]`;
 
 function fail(msg) {
     process.stderr.write(`eio_echo.mjs: ${msg}\n${USAGE}\n`);
@@ -31,12 +31,14 @@ function parseArgs(argv) {
         '--header-timeout': 'headerTimeout',
         '--max-output': 'maxOutput', // sockeye only: accepted and ignored here
         '--per-message-deflate': 'perMessageDeflate',
+        '--cors-credentials': 'corsCredentials',
     };
     const files = {
         '--tls-cert': 'tlsCert',
         '--tls-key': 'tlsKey',
         '--cookie': 'cookie',
         '--deny-origin': 'denyOrigin',
+        '--cors': 'cors',
     };
     const opts = {};
     for (let i = 0; i < argv.length; i++) {
@@ -76,6 +78,11 @@ const httpServer = opts.tlsCert
     : http.createServer(httpOptions);
 
 const engineOptions = { path: '/engine.io/', cors: { origin: '*' } };
+if (opts.cors !== undefined)
+    engineOptions.cors = {
+        origin: opts.cors === '*' ? '*' : opts.cors.split(',').map((o) => o.trim()),
+        credentials: Boolean(opts.corsCredentials),
+    };
 if (opts.pingInterval !== undefined) engineOptions.pingInterval = opts.pingInterval;
 if (opts.pingTimeout !== undefined) engineOptions.pingTimeout = opts.pingTimeout;
 if (opts.maxPayload !== undefined) engineOptions.maxHttpBufferSize = opts.maxPayload;
