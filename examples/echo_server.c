@@ -10,11 +10,14 @@
  *   echo(d)             ack with d
  *   ask(event, ...)     emit event(...) to the sender with an ack (2 s timeout), then
  *                       emit asked(<ack arguments>) or asked-timeout()
+ *   poll(room, q)       emit question(q) to the room except the sender, collecting acks
+ *                       for 1 s, then emit poll-results(<responses>, <timed out>)
  * Namespace "/custom": on connect emit auth(<auth>). Other namespaces are unknown.
  *
  *   echo_server [--port N] [--ping-interval MS] [--ping-timeout MS]
  *               [--connect-timeout MS] [--max-payload BYTES] [--recovery MS]
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -112,6 +115,34 @@ static void on_ask(struct sio_socket *sock, const char *ev, cJSON *args, int64_t
     cJSON_Delete(event);
 }
 
+static void on_poll_done(struct sio_namespace *nsp, cJSON *responses, bool timed_out, void *ud)
+{
+    /* The sender may have gone meanwhile: look it up by id. */
+    char *id = ud;
+    cJSON *args = cJSON_CreateArray();
+    if (args) {
+        cJSON_AddItemToArray(args, copy(responses));
+        cJSON_AddItemToArray(args, cJSON_CreateBool(timed_out));
+        const char *rooms[] = {id};
+        struct sio_target t = {.rooms = rooms, .n_rooms = 1};
+        sio_broadcast(nsp, &t, "poll-results", args);
+    }
+    free(id);
+}
+
+static void on_poll(struct sio_socket *sock, const char *ev, cJSON *args, int64_t ack, void *ud)
+{
+    const char *room = room_arg(args);
+    char *id = room ? strdup(sio_socket_id(sock)) : NULL;
+    if (!id)
+        return;
+    const char *rooms[] = {room};
+    struct sio_target t = {.rooms = rooms, .n_rooms = 1, .except_socket = sock};
+    if (sio_broadcast_with_ack(sio_socket_namespace(sock), &t, "question",
+                               array_of(cJSON_GetArrayItem(args, 1)), 1000, on_poll_done, id) < 0)
+        free(id);
+}
+
 static void setup(struct sio_server *srv)
 {
     struct sio_namespace *root = sio_of(srv, "/");
@@ -123,6 +154,7 @@ static void setup(struct sio_server *srv)
     sio_on(root, "msg", on_msg, NULL);
     sio_on(root, "echo", on_echo, NULL);
     sio_on(root, "ask", on_ask, NULL);
+    sio_on(root, "poll", on_poll, NULL);
     sio_on_connection(sio_of(srv, "/custom"), on_connection, NULL);
 }
 

@@ -125,6 +125,18 @@ io.of('/').on('connection', (socket) => {
     });
 });
 
+// poll(room, question): asks every other member of the room, collects their acks
+// for up to 1 s, then tells the sender: poll-results(responses, timedOut).
+io.of('/').on('connection', (socket) => {
+    socket.on('poll', (room, question) => {
+        if (typeof room !== 'string') return;
+        socket
+            .to(room)
+            .timeout(1000)
+            .emit('question', question, (err, responses) => socket.emit('poll-results', responses, Boolean(err)));
+    });
+});
+
 io.of('/custom').on('connection', (socket) => {
     socket.emit('auth', socket.handshake.auth);
 });
