@@ -5,35 +5,18 @@
 // answered or 1 s passed.
 //
 //   SOCKEYE_REF=1 SOCKEYE_SIO_ECHO="node tests/e2e/ref/echo_server.mjs" node --test tests/e2e/api-broadcast-ack.test.mjs
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSioEcho } from './lib/server.mjs';
-import { Clients, MODE_NAMES, once } from './lib/sio.mjs';
+import { MODE_NAMES, once, useEchoServer } from './lib/sio.mjs';
 
 const T = { timeout: 15000 };
 
-let server;
-let clients;
-
-before(async () => {
-    server = await startSioEcho();
-    clients = new Clients(`http://127.0.0.1:${server.port}`);
-});
-
-afterEach(() => {
-    clients.closeAll();
-    server.assertAlive();
-});
-
-after(async () => {
-    clients?.closeAll();
-    await server?.stop();
-});
+const env = useEchoServer();
 
 async function members(room, n) {
     const list = [];
     for (let i = 0; i < n; i++) {
-        const s = await clients.connect(MODE_NAMES[i % MODE_NAMES.length]);
+        const s = await env.clients.connect(MODE_NAMES[i % MODE_NAMES.length]);
         assert.equal(await s.timeout(5000).emitWithAck('join', room), room);
         list.push(s);
     }

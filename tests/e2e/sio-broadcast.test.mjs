@@ -4,32 +4,15 @@
 // after the sender's last message has been processed.
 //
 //   SOCKEYE_REF=1 SOCKEYE_SIO_ECHO="node tests/e2e/ref/echo_server.mjs" node --test tests/e2e/sio-broadcast.test.mjs
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSioEcho } from './lib/server.mjs';
-import { barrier, Clients, MODE_NAMES, normalizeBinary } from './lib/sio.mjs';
+import { barrier, MODE_NAMES, normalizeBinary, useEchoServer } from './lib/sio.mjs';
 
 const T = { timeout: 20000 };
 const N = 60;
 
-let server;
-let clients;
+const env = useEchoServer();
 let roomSeq = 0;
-
-before(async () => {
-    server = await startSioEcho();
-    clients = new Clients(`http://127.0.0.1:${server.port}`);
-});
-
-afterEach(() => {
-    clients.closeAll();
-    server.assertAlive();
-});
-
-after(async () => {
-    clients?.closeAll();
-    await server?.stop();
-});
 
 /** The i-th message of a run: JSON, and every 10th one with binary attachments. */
 function payload(tag, i) {
@@ -51,17 +34,17 @@ async function leave(socket, room) {
 
 /** Connected sockets, one per mode, in `MODE_NAMES` order. */
 function onePerMode() {
-    return Promise.all(MODE_NAMES.map((m) => clients.connect(m)));
+    return Promise.all(MODE_NAMES.map((m) => env.clients.connect(m)));
 }
 
 for (const senderMode of MODE_NAMES) {
     test(`room broadcast from a ${senderMode} sender to members on every transport`, T, async () => {
         const room = `room-${++roomSeq}`;
-        const sender = await clients.connect(senderMode);
+        const sender = await env.clients.connect(senderMode);
         const members = await onePerMode();
         const outsiders = await onePerMode(); // never join
         const leavers = await onePerMode(); // join, then leave
-        const elsewhere = await clients.connect('websocket'); // in another room
+        const elsewhere = await env.clients.connect('websocket'); // in another room
 
         for (const s of [sender, ...members, ...leavers]) await join(s, room);
         for (const s of leavers) await leave(s, room);
@@ -135,7 +118,7 @@ test('a socket in two rooms gets both; a room named by a socket id reaches only 
 test('a room member that disconnects stops receiving; the others are unaffected', T, async () => {
     const room = `room-${++roomSeq}`;
     const [p, w, u] = await onePerMode();
-    const gone = await clients.connect('websocket');
+    const gone = await env.clients.connect('websocket');
     for (const s of [p, w, gone]) await join(s, room);
     gone.disconnect();
     for (let i = 0; i < 10; i++) u.emit('msg', room, i);

@@ -3,37 +3,20 @@
 // the server is still healthy afterwards.
 //
 //   SOCKEYE_REF=1 SOCKEYE_SIO_ECHO="node tests/e2e/ref/echo_server.mjs" node --test tests/e2e/sio-load.test.mjs
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSioEcho } from './lib/server.mjs';
-import { barrier, Clients, MODE_NAMES, once, within } from './lib/sio.mjs';
+import { barrier, MODE_NAMES, once, within, useEchoServer } from './lib/sio.mjs';
 
 const COUNT = 200;
 
-let server;
-let clients;
-
-before(async () => {
-    server = await startSioEcho();
-    clients = new Clients(`http://127.0.0.1:${server.port}`);
-});
-
-afterEach(() => {
-    clients.closeAll();
-    server.assertAlive();
-});
-
-after(async () => {
-    clients?.closeAll();
-    await server?.stop();
-});
+const env = useEchoServer();
 
 test(`${COUNT} concurrent clients connect, echo, get a broadcast and disconnect`, { timeout: 45000 }, async (t) => {
     const started = Date.now();
     const sockets = await within(
         Promise.all(
             Array.from({ length: COUNT }, (_, i) =>
-                clients.connect(MODE_NAMES[i % MODE_NAMES.length], { auth: { n: i }, timeout: 20000 }),
+                env.clients.connect(MODE_NAMES[i % MODE_NAMES.length], { auth: { n: i }, timeout: 20000 }),
             ),
         ),
         25000,
@@ -69,7 +52,7 @@ test(`${COUNT} concurrent clients connect, echo, get a broadcast and disconnect`
     t.diagnostic(`${COUNT} clients: connected in ${connectedMs} ms, done in ${totalMs} ms`);
 
     for (const mode of MODE_NAMES) {
-        const s = await clients.connect(mode);
+        const s = await env.clients.connect(mode);
         assert.deepEqual(await s.inbox.next('auth'), [{}]);
         assert.equal(await s.timeout(5000).emitWithAck('echo', mode), mode);
     }
@@ -78,17 +61,17 @@ test(`${COUNT} concurrent clients connect, echo, get a broadcast and disconnect`
 test('connect and disconnect churn: 100 short-lived clients in waves of 25', { timeout: 30000 }, async () => {
     for (let wave = 0; wave < 4; wave++) {
         const sockets = await Promise.all(
-            Array.from({ length: 25 }, (_, i) => clients.connect(MODE_NAMES[(i + wave) % MODE_NAMES.length])),
+            Array.from({ length: 25 }, (_, i) => env.clients.connect(MODE_NAMES[(i + wave) % MODE_NAMES.length])),
         );
         await Promise.all(sockets.map((s, i) => s.timeout(10000).emitWithAck('echo', wave * 100 + i)));
         for (const s of sockets) s.disconnect();
     }
     // A client that vanishes without a clean disconnect (engine closed mid-session) is
     // also cleaned up; the server keeps serving.
-    const abrupt = await clients.connect('websocket');
+    const abrupt = await env.clients.connect('websocket');
     const closed = once(abrupt, 'disconnect');
     abrupt.io.engine.close();
     await closed;
-    const s = await clients.connect('polling');
+    const s = await env.clients.connect('polling');
     assert.equal(await s.timeout(5000).emitWithAck('echo', 'alive'), 'alive');
 });

@@ -3,11 +3,10 @@
 // only and the default polling → WebSocket upgrade.
 //
 //   SOCKEYE_REF=1 SOCKEYE_SIO_ECHO="node tests/e2e/ref/echo_server.mjs" node --test tests/e2e/sio.test.mjs
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startSioEcho } from './lib/server.mjs';
-import { Clients, MODE_NAMES, normalizeBinary, once, sleep, transportName, waitUpgraded } from './lib/sio.mjs';
+import { Clients, MODE_NAMES, normalizeBinary, once, sleep, transportName, waitUpgraded, useEchoServer } from './lib/sio.mjs';
 
 const T = { timeout: 15000 };
 
@@ -33,42 +32,26 @@ function assertSameJson(actual, expected, msg) {
     assert.equal(JSON.stringify(actual), JSON.stringify(expected), msg);
 }
 
-let server;
-let clients;
-
-before(async () => {
-    server = await startSioEcho();
-    clients = new Clients(`http://127.0.0.1:${server.port}`);
-});
-
-afterEach(() => {
-    clients.closeAll();
-    server.assertAlive();
-});
-
-after(async () => {
-    clients?.closeAll();
-    await server?.stop();
-});
+const env = useEchoServer();
 
 for (const mode of MODE_NAMES) {
     describe(`over ${mode}`, () => {
         test('connect: the server emits "auth" with {} when no auth is given', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             assert.equal(typeof s.id, 'string');
             assert.ok(s.id.length > 0);
             assert.deepEqual(await s.inbox.next('auth'), [{}]);
         });
 
         test('auth echo: io(url, {auth: {token: "abc"}}) receives auth {token: "abc"}', T, async () => {
-            const s = await clients.connect(mode, { auth: { token: 'abc' } });
+            const s = await env.clients.connect(mode, { auth: { token: 'abc' } });
             assertSameJson(await s.inbox.next('auth'), [{ token: 'abc' }]);
-            const t = await clients.connect(mode, { auth: { token: 'ü🎉', n: [1, { deep: null }], ok: true } });
+            const t = await env.clients.connect(mode, { auth: { token: 'ü🎉', n: [1, { deep: null }], ok: true } });
             assertSameJson(await t.inbox.next('auth'), [{ token: 'ü🎉', n: [1, { deep: null }], ok: true }]);
         });
 
         test('events with mixed JSON come back as message-back, in order', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             for (const args of MIXED) s.emit('message', ...args);
             for (const args of MIXED) {
                 assertSameJson(await s.inbox.next('message-back'), args, `args ${JSON.stringify(args).slice(0, 80)}`);
@@ -76,7 +59,7 @@ for (const mode of MODE_NAMES) {
         });
 
         test('200 events in a burst arrive once each and in order', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             const n = 200;
             for (let i = 0; i < n; i++) s.emit('message', i, `n${i}`);
             for (let i = 0; i < n; i++) assert.deepEqual(await s.inbox.next('message-back'), [i, `n${i}`]);
@@ -85,7 +68,7 @@ for (const mode of MODE_NAMES) {
         });
 
         test('client → server ack: message-with-ack acks with all arguments', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             const replies = await Promise.all(
                 MIXED.map(
                     (args) =>
@@ -104,7 +87,7 @@ for (const mode of MODE_NAMES) {
         });
 
         test('client → server ack timeout: an event the server does not ack times out', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             const started = Date.now();
             await assert.rejects(s.timeout(300).emitWithAck('message', 'no ack for this'), /timed out/);
             assert.ok(Date.now() - started >= 250, 'timed out too early');
@@ -114,7 +97,7 @@ for (const mode of MODE_NAMES) {
         });
 
         test('server → client ack via ask: the client acks, the server reports "asked"', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             s.on('please-ack', (...args) => {
                 const ack = args.pop();
                 assert.equal(typeof ack, 'function', 'server event must carry an ack id');
@@ -129,7 +112,7 @@ for (const mode of MODE_NAMES) {
         });
 
         test('server → client ack timeout: no ack in 2 s gives asked-timeout; a late ack is ignored', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             const lateAcks = [];
             s.on('no-ack', () => {});
             s.on('late-ack', (...args) => {
@@ -153,7 +136,7 @@ for (const mode of MODE_NAMES) {
         });
 
         test('binary client → server: Buffers nested in objects and arrays come back', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             const big = randomBytes(70000);
             const args = [
                 { a: Buffer.from([1, 2, 3]), nested: [Buffer.from([]), { b: big, s: 'str' }], n: null },
@@ -173,7 +156,7 @@ for (const mode of MODE_NAMES) {
         });
 
         test('binary server → client event with ack, client acks with binary', T, async () => {
-            const s = await clients.connect(mode);
+            const s = await env.clients.connect(mode);
             const b1 = randomBytes(16);
             const b2 = randomBytes(3000);
             s.on('bin-ask', (...args) => {
@@ -192,16 +175,16 @@ for (const mode of MODE_NAMES) {
         });
 
         test('/custom namespace echoes its auth', T, async () => {
-            const s = await clients.connect(mode, { auth: { token: 'xyz', role: 'custom' } }, '/custom');
+            const s = await env.clients.connect(mode, { auth: { token: 'xyz', role: 'custom' } }, '/custom');
             assertSameJson(await s.inbox.next('auth'), [{ token: 'xyz', role: 'custom' }]);
-            const plain = await clients.connect(mode, {}, '/custom');
+            const plain = await env.clients.connect(mode, {}, '/custom');
             assert.deepEqual(await plain.inbox.next('auth'), [{}]);
         });
 
         test('/ and /custom multiplexed on one connection, each with its own auth', T, async () => {
-            const m = clients.manager(mode);
-            const root = clients.socketOf(m, '/');
-            const custom = clients.socketOf(m, '/custom');
+            const m = env.clients.manager(mode);
+            const root = env.clients.socketOf(m, '/');
+            const custom = env.clients.socketOf(m, '/custom');
             root.auth = { who: 'root' };
             custom.auth = { who: 'custom' };
             await Clients.connectSocket(root);
@@ -217,7 +200,7 @@ for (const mode of MODE_NAMES) {
         });
 
         test('unknown namespace: connect_error "Invalid namespace", connection stays usable', T, async () => {
-            const lone = clients.create(mode, {}, '/nope');
+            const lone = env.clients.create(mode, {}, '/nope');
             const loneFailed = once(lone, 'connect_error');
             lone.connect();
             const [err] = await loneFailed;
@@ -226,9 +209,9 @@ for (const mode of MODE_NAMES) {
 
             // On a shared connection: / is joined, then an unknown namespace is refused
             // without closing the Engine.IO connection.
-            const m = clients.manager(mode);
-            const good = clients.socketOf(m, '/');
-            const bad = clients.socketOf(m, '/does-not-exist');
+            const m = env.clients.manager(mode);
+            const good = env.clients.socketOf(m, '/');
+            const bad = env.clients.socketOf(m, '/does-not-exist');
             await Clients.connectSocket(good);
             const engineId = m.engine.id;
             const failed = once(bad, 'connect_error');
@@ -241,7 +224,7 @@ for (const mode of MODE_NAMES) {
 
         if (mode === 'upgrade') {
             test('the default path upgrades to WebSocket and keeps working', T, async () => {
-                const s = await clients.connect(mode);
+                const s = await env.clients.connect(mode);
                 await waitUpgraded(s);
                 assert.equal(transportName(s), 'websocket');
                 s.emit('message', 'after upgrade', { ok: true });

@@ -4,6 +4,8 @@
 // a client's transport drop (TCP reset, not a clean close), and raw Engine.IO clients for the
 // protocol checks. Servers are started with lib/server.mjs (startSioEcho).
 import http from 'node:http';
+import { after, afterEach, before } from 'node:test';
+import { startSioEcho } from './server.mjs';
 import { io, Manager } from 'socket.io-client';
 import { Socket as EngineSocket } from 'engine.io-client';
 
@@ -327,4 +329,26 @@ export function rawEngine(url, mode, opts = {}) {
         sock.once('error', (err) => reject(new Error(`engine error: ${err?.message ?? err}`)));
     });
     return within(opened, 5000, `raw Engine.IO open over ${mode}`);
+}
+
+/**
+ * Registers before/afterEach/after hooks that start one echo server for the test file
+ * (`startSioEcho(args)`), close every client after each test (and check the server is
+ * alive), and stop the server at the end. Returns { server, clients }, filled in before().
+ */
+export function useEchoServer(args = []) {
+    const env = { server: null, clients: null };
+    before(async () => {
+        env.server = await startSioEcho(args);
+        env.clients = new Clients(`http://127.0.0.1:${env.server.port}`);
+    });
+    afterEach(() => {
+        env.clients.closeAll();
+        env.server.assertAlive();
+    });
+    after(async () => {
+        env.clients?.closeAll();
+        await env.server?.stop();
+    });
+    return env;
 }
