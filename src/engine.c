@@ -5,13 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/event_struct.h> /* struct event embedded in sessions */
 #include <openssl/rand.h>
-#include <uthash.h>
 
 #include "base64.h"
 #include "buf.h"
@@ -37,45 +36,71 @@ enum upgrade_state {
  * carries its close packet. */
 #define CLOSE_GRACE_MS 10000
 
+/* What a session waits for, each with one delay for every session: the next
+ * ping (ping interval), the pong (ping timeout), or, for a polling session
+ * closed by the server, the GET that collects its close packet. */
+enum timer_kind { TK_NONE, TK_PING, TK_PONG, TK_GRACE, TK_COUNT };
+
+/* Every WebSocket of the engine (a session's transport, an upgrade probe, or
+ * one closing), so that engine_free() can end them all. Each holds a
+ * reference to its session. A transport's entry is embedded in its session
+ * (the transport handlers find the session from it); a probe's is a
+ * struct probe_entry. */
+struct ws_entry {
+    struct ws_entry *prev, *next;
+    struct wsconn *ws;
+};
+
+struct probe_entry {
+    struct ws_entry en;
+    struct sio_session *s;
+};
+
+/* The polling transport's state and an upgrade in progress. A session that
+ * only ever speaks WebSocket never allocates one (unless something is sent
+ * before its WebSocket is ready); an upgraded session frees its own once it
+ * is empty. */
+struct polling {
+    struct http_request *get;  /* pending long poll */
+    struct http_request *post; /* POST whose body is being received (holds a ref) */
+    struct outpacket **q;      /* also packets sent before a WebSocket is ready */
+    unsigned q_len, q_cap;
+    size_t q_bytes;
+    struct wsconn *probe;        /* the WebSocket of an upgrade */
+    struct event *upgrade_timer; /* while probe is set */
+};
+
+/* Every idle client has one: keep it small (design.md §2). Timers are
+ * engine-wide lists rather than a struct event each, the sid index is the
+ * engine's compact table rather than a hash handle per session, and
+ * polling state is allocated only for sessions that poll. */
 struct sio_session {
-    UT_hash_handle hh;
     char sid[21];
-    struct engine *eng;
-    unsigned refs;
     uint8_t state;
     uint8_t transport;
     uint8_t upgrade;
+    uint8_t timer; /* enum timer_kind: the list the session is in */
     bool awaiting_pong;
     bool in_flush_list;
     bool close_pending; /* the close handler still has to run */
-    bool in_hash;
+    bool in_table;      /* in the engine's sid table */
+    bool ws_open;       /* ws_en.ws is the transport (not closing) */
+    unsigned refs;
+    struct engine *eng;
     const char *close_reason;
     struct sio_session *next_deferred; /* flush / close work for this pass */
     uint64_t log_id;
     void *data;
-
-    /* polling */
-    struct http_request *get;  /* pending long poll */
-    struct http_request *post; /* POST whose body is being received (holds a ref) */
-    struct outpacket **q;
-    unsigned q_len, q_cap;
-    size_t q_bytes;
-
-    /* websocket */
-    struct wsconn *ws;
-    struct wsconn *probe;
-    struct event *upgrade_timer; /* allocated during an upgrade only */
-
-    struct event timer; /* heartbeat, and the close grace period */
+    struct polling *poll; /* NULL until the session polls */
+    struct sio_session *timer_prev, *timer_next;
+    uint64_t deadline;     /* monotonic ms, while in a timer list */
+    struct ws_entry ws_en; /* the WebSocket transport's; ws_en.ws NULL when none */
 };
 
-/* Every WebSocket of the engine (a session's transport, an upgrade probe, or
- * one closing), so that engine_free() can end them all. Each holds a
- * reference to its session. */
-struct ws_entry {
-    struct ws_entry *prev, *next;
-    struct wsconn *ws;
-    struct sio_session *s;
+/* Sessions waiting for one kind of timer, in deadline order (appending
+ * keeps the order, as every session of a kind waits equally long). */
+struct timer_list {
+    struct sio_session *head, *tail;
 };
 
 struct engine {
@@ -84,13 +109,19 @@ struct engine {
     struct engine_handlers h;
     void *arg;
     const struct logger *log;
-    struct sio_session *sessions; /* by sid */
+    /* Sessions by sid: open addressing, linear probing; at most 3/4 full. */
+    struct sio_session **table;
+    size_t table_cap; /* 0 or a power of two */
     unsigned n_sessions;
     struct event *deferred_ev;
     struct sio_session *deferred; /* sessions with flush or close work */
     uint64_t next_log_id;
     size_t path_len;
     struct ws_entry *ws_list;
+    struct wsconn_flusher *ws_flusher;  /* one write per WebSocket per loop pass */
+    struct timer_list timers[TK_COUNT]; /* [TK_NONE] stays empty */
+    struct event *timer_ev;             /* fires for the earliest deadline */
+    uint64_t timer_at;                  /* when timer_ev fires; 0 when not pending */
 };
 
 /* Error codes of the Engine.IO HTTP errors (protocol.md §A.3). */
@@ -149,36 +180,272 @@ void engine_session_ref(struct sio_session *s)
 
 static void queue_clear(struct sio_session *s)
 {
-    for (unsigned i = 0; i < s->q_len; i++)
-        outpacket_unref(s->q[i]);
-    s->q_len = 0;
-    s->q_bytes = 0;
+    struct polling *p = s->poll;
+    if (!p)
+        return;
+    for (unsigned i = 0; i < p->q_len; i++)
+        outpacket_unref(p->q[i]);
+    p->q_len = 0;
+    p->q_bytes = 0;
+}
+
+static void poll_free(struct sio_session *s)
+{
+    queue_clear(s);
+    free(s->poll->q);
+    free(s->poll);
+    s->poll = NULL;
+}
+
+/* The session's polling state, created on first use. NULL on allocation
+ * failure. */
+static struct polling *poll_of(struct sio_session *s)
+{
+    if (!s->poll)
+        s->poll = calloc(1, sizeof(*s->poll));
+    return s->poll;
+}
+
+/* Frees the polling state of a session that no longer polls once nothing
+ * in it is in use. */
+static void poll_trim(struct sio_session *s)
+{
+    const struct polling *p = s->poll;
+    if (p && s->transport == T_WEBSOCKET && !p->get && !p->post && !p->q_len && !p->probe &&
+        !p->upgrade_timer)
+        poll_free(s);
+}
+
+static struct http_request *pending_get(const struct sio_session *s)
+{
+    return s->poll ? s->poll->get : NULL;
+}
+
+static unsigned queue_len(const struct sio_session *s)
+{
+    return s->poll ? s->poll->q_len : 0;
+}
+
+static struct wsconn *upgrade_probe(const struct sio_session *s)
+{
+    return s->poll ? s->poll->probe : NULL;
+}
+
+static struct wsconn *transport_ws(const struct sio_session *s)
+{
+    return s->ws_open ? s->ws_en.ws : NULL;
 }
 
 void engine_session_unref(struct sio_session *s)
 {
     if (--s->refs > 0)
         return;
-    queue_clear(s);
-    free(s->q);
+    if (s->poll)
+        poll_free(s);
     free(s);
 }
 
 static void stop_upgrade_timer(struct sio_session *s)
 {
-    if (s->upgrade_timer) {
-        event_free(s->upgrade_timer);
-        s->upgrade_timer = NULL;
+    struct polling *p = s->poll;
+    if (p && p->upgrade_timer) {
+        event_free(p->upgrade_timer);
+        p->upgrade_timer = NULL;
     }
+}
+
+/* --- the sid table ------------------------------------------------------ */
+
+/* FNV-1a. Stored sids are random, so an attacker choosing the sid of a
+ * lookup cannot build long probe runs. */
+static size_t sid_hash(const char *sid)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (; *sid; sid++)
+        h = (h ^ (uint8_t)*sid) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static struct sio_session *table_find(const struct engine *e, const char *sid)
+{
+    if (!e->table_cap)
+        return NULL;
+    size_t mask = e->table_cap - 1;
+    for (size_t i = sid_hash(sid) & mask; e->table[i]; i = (i + 1) & mask)
+        if (strcmp(e->table[i]->sid, sid) == 0)
+            return e->table[i];
+    return NULL;
+}
+
+static void table_put(struct sio_session **table, size_t cap, struct sio_session *s)
+{
+    size_t i = sid_hash(s->sid) & (cap - 1);
+    while (table[i])
+        i = (i + 1) & (cap - 1);
+    table[i] = s;
+}
+
+static int table_insert(struct engine *e, struct sio_session *s)
+{
+    if (((size_t)e->n_sessions + 1) * 4 > e->table_cap * 3) {
+        size_t cap = e->table_cap ? e->table_cap * 2 : 64;
+        struct sio_session **t = calloc(cap, sizeof(*t));
+        if (!t)
+            return -1;
+        for (size_t i = 0; i < e->table_cap; i++)
+            if (e->table[i])
+                table_put(t, cap, e->table[i]);
+        free(e->table);
+        e->table = t;
+        e->table_cap = cap;
+    }
+    table_put(e->table, e->table_cap, s);
+    s->in_table = true;
+    e->n_sessions++;
+    return 0;
+}
+
+/* Removes s and shifts the rest of its probe run back into the hole, so
+ * that lookups never need tombstones. Entries only move to slots at or
+ * after the hole (cyclically): see engine_close_all for why that matters. */
+static void table_remove(struct engine *e, struct sio_session *s)
+{
+    size_t mask = e->table_cap - 1;
+    size_t i = sid_hash(s->sid) & mask;
+    while (e->table[i] != s)
+        i = (i + 1) & mask;
+    size_t hole = i;
+    for (size_t j = (i + 1) & mask; e->table[j]; j = (j + 1) & mask) {
+        size_t home = sid_hash(e->table[j]->sid) & mask;
+        /* j may fill the hole unless its home lies cyclically in (hole, j] */
+        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (!stays) {
+            e->table[hole] = e->table[j];
+            hole = j;
+        }
+    }
+    e->table[hole] = NULL;
 }
 
 static void unlink_session(struct sio_session *s)
 {
-    if (s->in_hash) {
-        HASH_DEL(s->eng->sessions, s);
-        s->in_hash = false;
+    if (s->in_table) {
+        table_remove(s->eng, s);
+        s->in_table = false;
         s->eng->n_sessions--;
     }
+}
+
+/* --- timers ------------------------------------------------------------- */
+
+static void on_timer(struct sio_session *s);
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static unsigned timer_delay(const struct engine *e, enum timer_kind kind)
+{
+    switch (kind) {
+    case TK_PING:
+        return e->cfg.ping_interval_ms;
+    case TK_PONG:
+        return e->cfg.ping_timeout_ms;
+    default:
+        return CLOSE_GRACE_MS;
+    }
+}
+
+/* Makes timer_ev fire at the earliest deadline (or not at all). */
+static void timer_schedule(struct engine *e, uint64_t now)
+{
+    uint64_t first = 0;
+    for (int k = TK_NONE + 1; k < TK_COUNT; k++) {
+        const struct sio_session *h = e->timers[k].head;
+        if (h && (!first || h->deadline < first))
+            first = h->deadline;
+    }
+    if (first == e->timer_at)
+        return;
+    e->timer_at = first;
+    if (!first) {
+        evtimer_del(e->timer_ev);
+        return;
+    }
+    uint64_t ms = first > now ? first - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(e->timer_ev, &tv);
+}
+
+static void timer_stop(struct sio_session *s)
+{
+    if (s->timer == TK_NONE)
+        return;
+    struct timer_list *l = &s->eng->timers[s->timer];
+    if (s->timer_prev)
+        s->timer_prev->timer_next = s->timer_next;
+    else
+        l->head = s->timer_next;
+    if (s->timer_next)
+        s->timer_next->timer_prev = s->timer_prev;
+    else
+        l->tail = s->timer_prev;
+    s->timer_prev = s->timer_next = NULL;
+    s->timer = TK_NONE;
+    /* timer_ev may now fire for nothing; it then reschedules itself. */
+}
+
+/* (Re)starts the session's timer. */
+static void timer_start(struct sio_session *s, enum timer_kind kind)
+{
+    struct engine *e = s->eng;
+    timer_stop(s);
+    uint64_t now = now_ms();
+    s->deadline = now + timer_delay(e, kind);
+    s->timer = (uint8_t)kind;
+    /* Only a configuration change makes a later arrival due earlier. */
+    struct timer_list *l = &e->timers[kind];
+    struct sio_session *after = l->tail;
+    while (after && after->deadline > s->deadline)
+        after = after->timer_prev;
+    s->timer_prev = after;
+    s->timer_next = after ? after->timer_next : l->head;
+    if (s->timer_next)
+        s->timer_next->timer_prev = s;
+    else
+        l->tail = s;
+    if (after)
+        after->timer_next = s;
+    else
+        l->head = s;
+    if (!e->timer_at || s->deadline < e->timer_at)
+        timer_schedule(e, now);
+}
+
+/* Runs every session timer that is due, one at a time from the list heads,
+ * so that whatever a timer does to other sessions' timers is seen. */
+static void on_engine_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct engine *e = arg;
+    e->timer_at = 0;
+    uint64_t now = now_ms();
+    for (;;) {
+        struct sio_session *due = NULL;
+        for (int k = TK_NONE + 1; k < TK_COUNT; k++) {
+            struct sio_session *h = e->timers[k].head;
+            if (h && h->deadline <= now && (!due || h->deadline < due->deadline))
+                due = h;
+        }
+        if (!due)
+            break;
+        timer_stop(due);
+        on_timer(due);
+    }
+    e->timer_at = 0;
+    timer_schedule(e, now_ms());
 }
 
 /* --- HTTP helpers -------------------------------------------------------- */
@@ -271,9 +538,10 @@ static void respond_single(struct sio_session *s, struct http_request *req,
 
 static void release_get(struct sio_session *s)
 {
-    if (s->get) {
-        http_request_set_data(s->get, NULL);
-        s->get = NULL;
+    struct polling *p = s->poll;
+    if (p && p->get) {
+        http_request_set_data(p->get, NULL);
+        p->get = NULL;
     }
 }
 
@@ -281,34 +549,38 @@ static void release_get(struct sio_session *s)
 
 static int queue_push(struct sio_session *s, struct outpacket *p)
 {
-    if (s->q_len == s->q_cap) {
-        unsigned cap = s->q_cap ? s->q_cap * 2 : 4;
-        struct outpacket **q = realloc(s->q, cap * sizeof(*q));
+    struct polling *pl = poll_of(s);
+    if (!pl)
+        return -1;
+    if (pl->q_len == pl->q_cap) {
+        unsigned cap = pl->q_cap ? pl->q_cap * 2 : 4;
+        struct outpacket **q = realloc(pl->q, cap * sizeof(*q));
         if (!q)
             return -1;
-        s->q = q;
-        s->q_cap = cap;
+        pl->q = q;
+        pl->q_cap = cap;
     }
-    s->q[s->q_len++] = outpacket_ref(p);
-    s->q_bytes += outpacket_size(p);
+    pl->q[pl->q_len++] = outpacket_ref(p);
+    pl->q_bytes += outpacket_size(p);
     return 0;
 }
 
 /* Answers the pending GET with every queued packet. */
 static void flush_polling(struct sio_session *s)
 {
-    if (!s->get || s->q_len == 0)
+    struct polling *pl = s->poll;
+    if (!pl || !pl->get || pl->q_len == 0)
         return;
     struct buf body;
     buf_init(&body);
     int rc = 0;
-    for (unsigned i = 0; i < s->q_len && rc == 0; i++) {
-        struct outpacket *p = s->q[i];
+    for (unsigned i = 0; i < pl->q_len && rc == 0; i++) {
+        struct outpacket *p = pl->q[i];
         struct eio_packet pk = {
             .type = p->type, .binary = p->binary, .data = outpacket_data(p), .len = p->data_len};
         rc = eio_payload_append(&body, &pk);
     }
-    struct http_request *req = s->get;
+    struct http_request *req = pl->get;
     release_get(s);
     queue_clear(s);
     if (rc == 0) {
@@ -322,7 +594,7 @@ static void flush_polling(struct sio_session *s)
         /* The close packet went out with this response. */
         s->state = SS_CLOSED;
         unlink_session(s);
-        evtimer_del(&s->timer);
+        timer_stop(s);
     }
 }
 
@@ -338,7 +610,7 @@ static void run_deferred(evutil_socket_t fd, short what, void *arg)
         list = s->next_deferred;
         s->next_deferred = NULL;
         s->in_flush_list = false;
-        if (s->get)
+        if (pending_get(s))
             flush_polling(s);
         if (s->close_pending) {
             s->close_pending = false;
@@ -365,15 +637,8 @@ static void schedule_deferred(struct sio_session *s)
 
 /* --- heartbeat ---------------------------------------------------------- */
 
-static void arm_timer(struct sio_session *s, unsigned ms)
+static void on_timer(struct sio_session *s)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(&s->timer, &tv);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct sio_session *s = arg;
     if (s->state == SS_CLOSING) {
         /* No GET came for the close packet. */
         s->state = SS_CLOSED;
@@ -394,7 +659,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
     s->awaiting_pong = true;
     /* The timeout starts when the ping is queued (protocol.md §G.35). */
-    arm_timer(s, s->eng->cfg.ping_timeout_ms);
+    timer_start(s, TK_PONG);
     engine_send(s, ping);
     outpacket_unref(ping);
 }
@@ -412,27 +677,29 @@ static void session_close(struct sio_session *s, const char *reason, bool client
     LOG(e->log, LOG_DEBUG, s->log_id, "session %s closed: %s", s->sid, reason);
     s->state = SS_CLOSED;
     s->close_reason = reason;
-    evtimer_del(&s->timer);
+    timer_stop(s);
     stop_upgrade_timer(s);
-    if (s->probe) {
-        wsconn_abort(s->probe);
-        s->probe = NULL;
+    struct wsconn *probe = upgrade_probe(s);
+    if (probe) {
+        s->poll->probe = NULL;
+        wsconn_abort(probe);
     }
     bool forced =
         strcmp(reason, "forced close") == 0 || strcmp(reason, "server shutting down") == 0;
     if (s->transport == T_WEBSOCKET) {
-        if (s->ws) {
+        struct wsconn *ws = transport_ws(s);
+        if (ws) {
             uint16_t code = forced ? WS_CLOSE_NORMAL : WS_CLOSE_GOING_AWAY;
             if (strcmp(reason, "parse error") == 0)
                 code = WS_CLOSE_PROTOCOL_ERROR;
-            wsconn_close(s->ws, code, NULL);
-            s->ws = NULL;
+            s->ws_open = false;
+            wsconn_close(ws, code, NULL);
         }
         queue_clear(s);
         unlink_session(s);
-    } else if (s->get) {
+    } else if (pending_get(s)) {
         if (client_close) {
-            struct http_request *req = s->get;
+            struct http_request *req = s->poll->get;
             release_get(s);
             respond_single(s, req, EIO_NOOP);
             queue_clear(s);
@@ -448,19 +715,20 @@ static void session_close(struct sio_session *s, const char *reason, bool client
     } else if (forced && !client_close) {
         /* Deliver the close packet with the next GET (protocol.md §D.21). */
         struct outpacket *c = outpacket_new(EIO_CLOSE, false, NULL, 0);
-        if (c) {
-            if (s->q_len == 0) {
-                struct outpacket *noop = outpacket_new(EIO_NOOP, false, NULL, 0);
-                if (noop) {
-                    queue_push(s, noop);
-                    outpacket_unref(noop);
-                }
+        if (c && queue_len(s) == 0) {
+            struct outpacket *noop = outpacket_new(EIO_NOOP, false, NULL, 0);
+            if (noop) {
+                queue_push(s, noop);
+                outpacket_unref(noop);
             }
-            queue_push(s, c);
-            outpacket_unref(c);
+        }
+        /* Closing waits for a GET only with the close packet queued. */
+        int queued = c ? queue_push(s, c) : -1;
+        outpacket_unref(c);
+        if (queued == 0) {
             s->state = SS_CLOSING;
             engine_session_ref(s); /* held by the grace timer */
-            arm_timer(s, CLOSE_GRACE_MS);
+            timer_start(s, TK_GRACE);
         } else {
             unlink_session(s);
         }
@@ -491,7 +759,7 @@ static void on_packet(struct sio_session *s, const struct eio_packet *p)
     case EIO_PONG:
         if (s->awaiting_pong) {
             s->awaiting_pong = false;
-            arm_timer(s, e->cfg.ping_interval_ms);
+            timer_start(s, TK_PING);
         }
         break;
     case EIO_PING:
@@ -518,8 +786,9 @@ int engine_send(struct sio_session *s, struct outpacket *p)
     if (s->state != SS_OPEN)
         return ENGINE_CLOSED;
     struct engine *e = s->eng;
-    if (s->transport == T_WEBSOCKET && s->ws) {
-        int rc = wsconn_send_packet(s->ws, p);
+    struct wsconn *ws = transport_ws(s);
+    if (s->transport == T_WEBSOCKET && ws) {
+        int rc = wsconn_send_packet(ws, p);
         if (rc == WSCONN_DROPPED)
             return ENGINE_DROPPED;
         if (rc == WSCONN_CLOSED) {
@@ -528,9 +797,10 @@ int engine_send(struct sio_session *s, struct outpacket *p)
         }
         return ENGINE_SENT;
     }
-    if (p->is_volatile && (!s->get || s->q_bytes > e->cfg.out_soft))
+    size_t queued = s->poll ? s->poll->q_bytes : 0;
+    if (p->is_volatile && (!pending_get(s) || queued > e->cfg.out_soft))
         return ENGINE_DROPPED;
-    if (e->cfg.out_hard && s->q_bytes + outpacket_size(p) > e->cfg.out_hard) {
+    if (e->cfg.out_hard && queued + outpacket_size(p) > e->cfg.out_hard) {
         LOG(e->log, LOG_WARN, s->log_id, "session %s: output over %zu bytes, closing", s->sid,
             e->cfg.out_hard);
         session_close(s, "transport error", false);
@@ -540,7 +810,7 @@ int engine_send(struct sio_session *s, struct outpacket *p)
         session_close(s, "transport error", false);
         return ENGINE_CLOSED;
     }
-    if (s->get)
+    if (pending_get(s))
         schedule_deferred(s);
     return ENGINE_SENT;
 }
@@ -559,9 +829,35 @@ int engine_send_message(struct sio_session *s, const void *data, size_t len, boo
 
 /* --- WebSocket transport ------------------------------------------------ */
 
+static void ws_list_add(struct engine *e, struct ws_entry *en)
+{
+    en->prev = NULL;
+    en->next = e->ws_list;
+    if (e->ws_list)
+        e->ws_list->prev = en;
+    e->ws_list = en;
+}
+
+static void ws_list_remove(struct engine *e, struct ws_entry *en)
+{
+    if (en->prev)
+        en->prev->next = en->next;
+    else
+        e->ws_list = en->next;
+    if (en->next)
+        en->next->prev = en->prev;
+    en->prev = en->next = NULL;
+}
+
+/* The session of a transport's entry (the transport handlers' argument). */
+static struct sio_session *session_of(void *transport_entry)
+{
+    return (struct sio_session *)((char *)transport_entry - offsetof(struct sio_session, ws_en));
+}
+
 static void ws_message(struct wsconn *ws, const uint8_t *data, size_t len, bool binary, void *arg)
 {
-    struct sio_session *s = ((struct ws_entry *)arg)->s;
+    struct sio_session *s = session_of(arg);
     if (s->state != SS_OPEN)
         return;
     struct eio_packet p;
@@ -576,56 +872,57 @@ static void ws_message(struct wsconn *ws, const uint8_t *data, size_t len, bool 
     engine_session_unref(s);
 }
 
-/* Forgets a finished WebSocket and drops its session reference. */
-static void ws_entry_release(struct ws_entry *en)
+/* Forgets a finished WebSocket of s and drops the reference its entry
+ * held. */
+static void ws_entry_release(struct sio_session *s, struct ws_entry *en)
 {
-    struct engine *e = en->s->eng;
-    if (en->prev)
-        en->prev->next = en->next;
+    ws_list_remove(s->eng, en);
+    if (en == &s->ws_en)
+        en->ws = NULL;
     else
-        e->ws_list = en->next;
-    if (en->next)
-        en->next->prev = en->prev;
-    struct sio_session *s = en->s;
-    free(en);
+        free((struct probe_entry *)en);
     engine_session_unref(s);
 }
 
 static void ws_closed(struct wsconn *ws, uint16_t code, const char *reason, void *arg)
 {
-    struct ws_entry *en = arg;
-    struct sio_session *s = en->s;
-    if (s->ws == ws) {
-        s->ws = NULL;
+    struct sio_session *s = session_of(arg);
+    if (s->ws_open) {
+        s->ws_open = false;
         bool clean = code == WS_CLOSE_NORMAL || code == WS_CLOSE_GOING_AWAY ||
                      code == WS_CLOSE_NO_STATUS || code == WS_CLOSE_ABNORMAL;
         session_close(s, clean ? "transport close" : "transport error", false);
     }
-    ws_entry_release(en);
+    ws_entry_release(s, &s->ws_en);
 }
 
 /* Sends everything queued before the WebSocket was ready, in order. */
 static void drain_queue_to_ws(struct sio_session *s)
 {
-    unsigned n = s->q_len;
-    struct outpacket **q = s->q;
-    s->q = NULL;
-    s->q_len = s->q_cap = 0;
-    s->q_bytes = 0;
+    struct polling *pl = s->poll;
+    if (!pl)
+        return;
+    unsigned n = pl->q_len;
+    struct outpacket **q = pl->q;
+    pl->q = NULL;
+    pl->q_len = pl->q_cap = 0;
+    pl->q_bytes = 0;
     for (unsigned i = 0; i < n; i++) {
         if (s->state == SS_OPEN)
             engine_send(s, q[i]);
         outpacket_unref(q[i]);
     }
     free(q);
+    poll_trim(s);
 }
 
 static void end_upgrade(struct sio_session *s)
 {
     stop_upgrade_timer(s);
-    if (s->probe) {
-        wsconn_close(s->probe, WS_CLOSE_NORMAL, NULL);
-        s->probe = NULL;
+    struct wsconn *probe = upgrade_probe(s);
+    if (probe) {
+        s->poll->probe = NULL;
+        wsconn_close(probe, WS_CLOSE_NORMAL, NULL);
     }
     s->upgrade = UP_NONE;
 }
@@ -637,17 +934,25 @@ static void on_upgrade_timeout(evutil_socket_t fd, short what, void *arg)
     end_upgrade(s);
 }
 
-static void complete_upgrade(struct sio_session *s, struct ws_entry *en)
+/* pe (the probe's entry) is freed. */
+static void complete_upgrade(struct sio_session *s, struct probe_entry *pe)
 {
+    struct engine *e = s->eng;
     stop_upgrade_timer(s);
-    struct wsconn *ws = s->probe;
-    s->probe = NULL;
+    struct wsconn *ws = s->poll->probe;
+    s->poll->probe = NULL;
     s->upgrade = UP_NONE;
-    s->ws = ws;
+    /* The WebSocket and the session reference move to the transport's
+     * entry, unused so far: this session has been polling. */
+    ws_list_remove(e, &pe->en);
+    free(pe);
+    s->ws_en.ws = ws;
+    ws_list_add(e, &s->ws_en);
+    s->ws_open = true;
     s->transport = T_WEBSOCKET;
-    wsconn_set_handlers(ws, &ws_handlers, en);
-    if (s->get) {
-        struct http_request *req = s->get;
+    wsconn_set_handlers(ws, &ws_handlers, &s->ws_en);
+    struct http_request *req = pending_get(s);
+    if (req) {
         release_get(s);
         respond_single(s, req, EIO_NOOP);
     }
@@ -658,21 +963,21 @@ static void complete_upgrade(struct sio_session *s, struct ws_entry *en)
 static void probe_message(struct wsconn *ws, const uint8_t *data, size_t len, bool binary,
                           void *arg)
 {
-    struct sio_session *s = ((struct ws_entry *)arg)->s;
-    if (s->state != SS_OPEN || s->probe != ws)
+    struct sio_session *s = ((struct probe_entry *)arg)->s;
+    if (s->state != SS_OPEN || upgrade_probe(s) != ws)
         return;
     if (!binary && len == 6 && memcmp(data, "2probe", 6) == 0 && s->upgrade == UP_PROBING) {
         wsconn_send(ws, false, "3probe", 6);
         s->upgrade = UP_PROBED;
-        if (s->get) {
-            struct http_request *req = s->get;
+        struct http_request *req = pending_get(s);
+        if (req) {
             release_get(s);
             respond_single(s, req, EIO_NOOP);
         }
         return;
     }
     if (!binary && len == 1 && data[0] == '0' + EIO_UPGRADE) {
-        complete_upgrade(s, arg);
+        complete_upgrade(s, arg); /* frees arg */
         return;
     }
     /* Anything else during an upgrade: drop the new WebSocket, keep polling. */
@@ -681,21 +986,22 @@ static void probe_message(struct wsconn *ws, const uint8_t *data, size_t len, bo
 
 static void probe_closed(struct wsconn *ws, uint16_t code, const char *reason, void *arg)
 {
-    struct ws_entry *en = arg;
-    struct sio_session *s = en->s;
-    if (s->probe == ws) {
-        s->probe = NULL;
+    struct probe_entry *pe = arg;
+    struct sio_session *s = pe->s;
+    if (upgrade_probe(s) == ws) {
+        s->poll->probe = NULL;
         stop_upgrade_timer(s);
         s->upgrade = UP_NONE;
     }
-    ws_entry_release(en);
+    ws_entry_release(s, &pe->en);
 }
 
 /* Writes the 101 response and wraps the connection for session s (which it
- * references until the WebSocket is finished). Returns NULL after answering
- * the request with an error. */
+ * references until the WebSocket is finished): as its transport (whose
+ * entry must be unused) or as an upgrade probe. Returns NULL after
+ * answering the request with an error. */
 static struct wsconn *accept_websocket(struct engine *e, struct http_request *req,
-                                       struct sio_session *s, const struct wsconn_handlers *h)
+                                       struct sio_session *s, bool transport)
 {
     const char *key = http_request_header(req, "Sec-WebSocket-Key");
     const char *version = http_request_header(req, "Sec-WebSocket-Version");
@@ -730,7 +1036,8 @@ static struct wsconn *accept_websocket(struct engine *e, struct http_request *re
     }
     buf_append_str(&resp, "\r\n");
 
-    struct ws_entry *en = calloc(1, sizeof(*en));
+    struct probe_entry *pe = transport ? NULL : calloc(1, sizeof(*pe));
+    struct ws_entry *en = transport ? &s->ws_en : pe ? &pe->en : NULL;
     if (!en) {
         buf_cleanup(&resp);
         http_respond(req, 500, NULL, NULL, NULL, 0, HTTP_RESP_CLOSE);
@@ -739,7 +1046,7 @@ static struct wsconn *accept_websocket(struct engine *e, struct http_request *re
     struct bufferevent *bev = http_request_upgrade(req);
     if (!bev || bufferevent_write(bev, resp.data, resp.len) != 0) {
         buf_cleanup(&resp);
-        free(en);
+        free(pe);
         if (bev)
             bufferevent_free(bev);
         return NULL;
@@ -752,20 +1059,20 @@ static struct wsconn *accept_websocket(struct engine *e, struct http_request *re
         .close_timeout_ms = 0,
         .deflate = deflate ? &dp : NULL,
         .deflate_cfg = &e->cfg.deflate,
+        .flusher = e->ws_flusher,
     };
-    struct wsconn *ws = wsconn_new(bev, &wc, h, en);
+    struct wsconn *ws = transport ? wsconn_new(bev, &wc, &ws_handlers, en)
+                                  : wsconn_new(bev, &wc, &probe_handlers, pe);
     if (!ws) {
-        free(en);
+        free(pe);
         return NULL;
     }
     wsconn_set_id(ws, s->log_id);
     en->ws = ws;
-    en->s = s;
+    if (pe)
+        pe->s = s;
     engine_session_ref(s);
-    en->next = e->ws_list;
-    if (e->ws_list)
-        e->ws_list->prev = en;
-    e->ws_list = en;
+    ws_list_add(e, en);
     return ws;
 }
 
@@ -779,7 +1086,6 @@ static struct sio_session *session_new(struct engine *e)
     s->eng = e;
     s->refs = 1; /* the engine's: dropped by the deferred close work */
     s->log_id = ++e->next_log_id;
-    evtimer_assign(&s->timer, e->base, on_timer, s);
     for (;;) {
         uint8_t rnd[15];
         if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -788,14 +1094,13 @@ static struct sio_session *session_new(struct engine *e)
         }
         size_t n = base64url_encode(rnd, sizeof(rnd), s->sid);
         s->sid[n] = '\0';
-        struct sio_session *dup;
-        HASH_FIND_STR(e->sessions, s->sid, dup);
-        if (!dup)
+        if (!table_find(e, s->sid))
             break;
     }
-    HASH_ADD_STR(e->sessions, sid, s);
-    s->in_hash = true;
-    e->n_sessions++;
+    if (table_insert(e, s) < 0) {
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -833,7 +1138,7 @@ static void handshake(struct engine *e, struct http_request *req, bool websocket
         e->h.open(s, req, e->arg);
 
     if (websocket) {
-        struct wsconn *ws = accept_websocket(e, req, s, &ws_handlers);
+        struct wsconn *ws = accept_websocket(e, req, s, true);
         if (!ws) {
             buf_cleanup(&open);
             session_close(s, "transport error", false);
@@ -841,7 +1146,7 @@ static void handshake(struct engine *e, struct http_request *req, bool websocket
         }
         wsconn_send(ws, false, open.data, open.len);
         if (s->state == SS_OPEN) {
-            s->ws = ws;
+            s->ws_open = true;
             drain_queue_to_ws(s);
         } else {
             wsconn_close(ws, WS_CLOSE_NORMAL, NULL);
@@ -858,7 +1163,7 @@ static void handshake(struct engine *e, struct http_request *req, bool websocket
     }
     buf_cleanup(&open);
     if (s->state == SS_OPEN)
-        arm_timer(s, e->cfg.ping_interval_ms);
+        timer_start(s, TK_PING);
 }
 
 /* --- requests ----------------------------------------------------------- */
@@ -866,30 +1171,37 @@ static void handshake(struct engine *e, struct http_request *req, bool websocket
 static void handle_upgrade_request(struct engine *e, struct sio_session *s,
                                    struct http_request *req)
 {
-    if (s->transport == T_WEBSOCKET || s->probe || !e->cfg.allow_upgrades) {
+    if (s->transport == T_WEBSOCKET || upgrade_probe(s) || !e->cfg.allow_upgrades) {
         /* Accept, then close at once: a plain 400 confuses some clients
          * (protocol.md §E.25). */
-        struct wsconn *ws = accept_websocket(e, req, s, &probe_handlers);
+        struct wsconn *ws = accept_websocket(e, req, s, false);
         if (ws)
             wsconn_close(ws, WS_CLOSE_NORMAL, NULL);
         return;
     }
-    struct wsconn *ws = accept_websocket(e, req, s, &probe_handlers);
+    /* A polling session has its polling state already (its GETs created
+     * it), but creating it cannot hurt and keeps this self-contained. */
+    struct polling *pl = poll_of(s);
+    if (!pl) {
+        http_respond(req, 500, NULL, NULL, NULL, 0, HTTP_RESP_CLOSE);
+        return;
+    }
+    struct wsconn *ws = accept_websocket(e, req, s, false);
     if (!ws)
         return;
-    s->probe = ws;
+    pl->probe = ws;
     s->upgrade = UP_PROBING;
-    s->upgrade_timer = evtimer_new(e->base, on_upgrade_timeout, s);
-    if (s->upgrade_timer) {
+    pl->upgrade_timer = evtimer_new(e->base, on_upgrade_timeout, s);
+    if (pl->upgrade_timer) {
         struct timeval tv = {e->cfg.upgrade_timeout_ms / 1000,
                              (e->cfg.upgrade_timeout_ms % 1000) * 1000};
-        evtimer_add(s->upgrade_timer, &tv);
+        evtimer_add(pl->upgrade_timer, &tv);
     }
 }
 
 static void handle_poll_get(struct engine *e, struct sio_session *s, struct http_request *req)
 {
-    if (s->get) {
+    if (pending_get(s)) {
         /* Overlapping polls: the client is broken (protocol.md §D.16). */
         respond_error(e, req, EIO_ERR_BAD_REQUEST);
         session_close(s, "transport error", false);
@@ -899,9 +1211,15 @@ static void handle_poll_get(struct engine *e, struct sio_session *s, struct http
         respond_single(s, req, EIO_NOOP);
         return;
     }
-    s->get = req;
+    struct polling *pl = poll_of(s);
+    if (!pl) {
+        http_respond(req, 500, NULL, NULL, NULL, 0, HTTP_RESP_CLOSE);
+        session_close(s, "transport error", false);
+        return;
+    }
+    pl->get = req;
     http_request_set_data(req, s);
-    if (s->q_len)
+    if (pl->q_len)
         schedule_deferred(s);
 }
 
@@ -956,7 +1274,7 @@ static struct sio_session *find_session(struct engine *e, struct http_request *r
         char key[sizeof(s->sid)];
         memcpy(key, sid, sid_len);
         key[sid_len] = '\0';
-        HASH_FIND_STR(e->sessions, key, s);
+        s = table_find(e, key);
     }
     return s;
 }
@@ -965,9 +1283,10 @@ static struct sio_session *find_session(struct engine *e, struct http_request *r
 static void release_post(struct http_request *req)
 {
     struct sio_session *s = http_request_get_data(req);
-    if (s && s->post == req) {
-        s->post = NULL;
+    if (s && s->poll && s->poll->post == req) {
+        s->poll->post = NULL;
         http_request_set_data(req, NULL);
+        poll_trim(s);
         engine_session_unref(s);
     }
 }
@@ -979,11 +1298,16 @@ int engine_handle_head(struct engine *e, struct http_request *req)
     struct sio_session *s = find_session(e, req);
     if (!s || s->state != SS_OPEN || s->transport != T_POLLING)
         return 0; /* answered with the right error once the body is in */
-    if (s->post) {
+    struct polling *pl = poll_of(s);
+    if (!pl) {
         session_close(s, "transport error", false);
         return 400;
     }
-    s->post = req;
+    if (pl->post) {
+        session_close(s, "transport error", false);
+        return 400;
+    }
+    pl->post = req;
     engine_session_ref(s);
     http_request_set_data(req, s);
     return 0;
@@ -1039,7 +1363,8 @@ void engine_handle_request(struct engine *e, struct http_request *req)
         }
         if (method == HTTP_M_GET) {
             if (s->state == SS_CLOSING) {
-                s->get = req;
+                /* its close packet is queued: the polling state exists */
+                s->poll->get = req;
                 http_request_set_data(req, s);
                 flush_polling(s);
                 engine_session_unref(s); /* the grace period is over */
@@ -1077,13 +1402,27 @@ void engine_handle_abort(struct engine *e, struct http_request *req)
 {
     release_post(req);
     struct sio_session *s = http_request_get_data(req);
-    if (!s || s->get != req)
+    if (!s || pending_get(s) != req)
         return;
     release_get(s);
     session_close(s, "transport error", false);
 }
 
 /* --- engine ------------------------------------------------------------- */
+
+/* Sids come from RAND_bytes and every WebSocket handshake hashes with
+ * SHA-1. The first use of each sets up part of libcrypto (providers, the
+ * DRBG, the digest: about 2.7 MB, mostly code) and is where it would fail:
+ * doing both here moves that one-time cost and that failure to start-up,
+ * off the first clients' handshakes. The key and answer are RFC 6455's
+ * example. */
+static bool crypto_ready(void)
+{
+    uint8_t rnd;
+    char accept[WS_ACCEPT_LEN + 1];
+    return RAND_bytes(&rnd, 1) == 1 && ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, accept) &&
+           strcmp(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0;
+}
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *cfg,
                           const struct engine_handlers *h, void *arg, const struct logger *log)
@@ -1096,7 +1435,14 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->arg = arg;
     e->log = log;
     e->deferred_ev = event_new(base, -1, 0, run_deferred, e);
-    if (!e->deferred_ev) {
+    e->timer_ev = evtimer_new(base, on_engine_timer, e);
+    e->ws_flusher = wsconn_flusher_new(base);
+    if (!e->deferred_ev || !e->timer_ev || !e->ws_flusher || !crypto_ready()) {
+        if (e->deferred_ev)
+            event_free(e->deferred_ev);
+        if (e->timer_ev)
+            event_free(e->timer_ev);
+        wsconn_flusher_free(e->ws_flusher);
         free(e);
         return NULL;
     }
@@ -1112,11 +1458,16 @@ void engine_set_config(struct engine *e, const struct engine_config *cfg)
 
 void engine_close_all(struct engine *e, const char *reason)
 {
-    struct sio_session *s, *tmp;
-    HASH_ITER(hh, e->sessions, s, tmp)
-    {
-        if (s->state == SS_OPEN)
+    /* Closing a session may remove it from the table, which moves a later
+     * entry of its probe run into its slot: look at the slot again. Entries
+     * never move to slots before the one removed (table_remove), so none is
+     * skipped; one already seen may come back and is skipped as not open. */
+    for (size_t i = 0; i < e->table_cap;) {
+        struct sio_session *s = e->table[i];
+        if (s && s->state == SS_OPEN)
             session_close(s, reason, false);
+        else
+            i++;
     }
 }
 
@@ -1133,15 +1484,21 @@ void engine_free(struct engine *e)
         wsconn_abort(en->ws);
     for (int pass = 0; e->ws_list && pass < 100; pass++)
         event_base_loop(e->base, EVLOOP_NONBLOCK);
-    struct sio_session *s, *tmp;
-    HASH_ITER(hh, e->sessions, s, tmp)
-    {
-        /* Sessions still waiting for their final GET. */
-        evtimer_del(&s->timer);
+    wsconn_flusher_free(e->ws_flusher);
+    /* Sessions still waiting for their final GET. */
+    for (size_t i = 0; i < e->table_cap;) {
+        struct sio_session *s = e->table[i];
+        if (!s) {
+            i++;
+            continue;
+        }
+        timer_stop(s);
         unlink_session(s);
         engine_session_unref(s);
     }
     event_free(e->deferred_ev);
+    event_free(e->timer_ev);
+    free(e->table);
     free(e);
 }
 
@@ -1162,8 +1519,8 @@ bool engine_busy(const struct engine *e)
 {
     if (e->ws_list)
         return true;
-    for (const struct sio_session *s = e->sessions; s; s = s->hh.next)
-        if (s->state == SS_OPEN)
+    for (size_t i = 0; i < e->table_cap; i++)
+        if (e->table[i] && e->table[i]->state == SS_OPEN)
             return true;
     return false;
 }

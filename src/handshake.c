@@ -1,12 +1,33 @@
 #include "handshake.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "sockeye.h"
+
+/* s holds, each string NUL-terminated:
+ *
+ *     address, URL, (header name, value)*, "", (query key, value)*, ""
+ *
+ * Header names are lower-case and query pairs percent-decoded. Neither a
+ * header name nor a query key is ever empty, so an empty string ends each
+ * list, and finding a part means skipping the ones before it: a few hundred
+ * bytes of strlen, cheaper than storing offsets in every connection. */
+struct sio_handshake {
+    int64_t issued; /* ms since the epoch */
+    bool secure;
+    bool xdomain; /* an Origin header was present */
+    char s[];
+};
+
+_Static_assert(_Alignof(struct sio_handshake) <= HANDSHAKE_ALIGN, "HANDSHAKE_ALIGN too small");
 
 static int hexval(char c)
 {
@@ -33,10 +54,93 @@ size_t percent_decode(const char *in, size_t len, char *out)
     return o;
 }
 
-/* Adds each key=value of the query string to obj. A repeated key keeps its
- * first value. */
-static int parse_query(const char *q, size_t len, cJSON *obj)
+/* --- capture ------------------------------------------------------------ */
+
+/* The string block being captured. The same code runs twice: first without
+ * base, only counting (an upper bound, since it can neither decode nor see
+ * repeated keys), then writing. */
+struct block {
+    char *base;
+    size_t len;
+};
+
+enum copy_mode { COPY_RAW, COPY_LOWER, COPY_DECODE };
+
+static void append(struct block *b, const char *s, size_t n, enum copy_mode mode)
 {
+    char *d = b->base ? b->base + b->len : NULL;
+    if (!d) {
+        b->len += n + 1;
+    } else if (mode == COPY_DECODE) {
+        /* A decoded %00 ends the string, as it always has for these. */
+        percent_decode(s, n, d);
+        b->len += strlen(d) + 1;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            d[i] = mode == COPY_LOWER ? (char)tolower((unsigned char)s[i]) : s[i];
+        d[n] = '\0';
+        b->len += n + 1;
+    }
+}
+
+static const char *skip(const char *p)
+{
+    return p + strlen(p) + 1;
+}
+
+/* The value of key among the pairs from p up to end (NULL: none) or an
+ * empty key, or NULL. */
+static const char *pair_find(const char *p, const char *end, const char *key, bool nocase)
+{
+    while ((!end || p < end) && *p) {
+        const char *v = skip(p);
+        if ((nocase ? strcasecmp(p, key) : strcmp(p, key)) == 0)
+            return v;
+        p = skip(v);
+    }
+    return NULL;
+}
+
+/* Past the end of the pair list at p. */
+static const char *skip_pairs(const char *p)
+{
+    while (*p)
+        p = skip(skip(p));
+    return p + 1;
+}
+
+static const char *url_of(const struct sio_handshake *h)
+{
+    return skip(h->s);
+}
+
+static const char *headers_of(const struct sio_handshake *h)
+{
+    return skip(url_of(h));
+}
+
+static const char *query_of(const struct sio_handshake *h)
+{
+    return skip_pairs(headers_of(h));
+}
+
+/* Appends a pair whose key was just appended at key_at, unless that key is
+ * empty (it would end the list) or already among the pairs since start:
+ * then the key is taken back. */
+static void append_value(struct block *b, size_t start, size_t key_at, const char *v, size_t n,
+                         enum copy_mode mode)
+{
+    if (b->base && (!b->base[key_at] ||
+                    pair_find(b->base + start, b->base + key_at, b->base + key_at, false))) {
+        b->len = key_at;
+        return;
+    }
+    append(b, v, n, mode);
+}
+
+static void capture_query(struct block *b, const char *q, size_t len)
+{
+    size_t start = b->len;
     const char *end = q + len;
     while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
@@ -44,122 +148,77 @@ static int parse_query(const char *q, size_t len, cJSON *obj)
         const char *eq = memchr(q, '=', (size_t)(stop - q));
         const char *kend = eq ? eq : stop;
         if (kend > q) {
-            char *k = malloc((size_t)(kend - q) + 1);
             const char *vs = eq ? eq + 1 : stop;
-            char *v = malloc((size_t)(stop - vs) + 1);
-            if (!k || !v) {
-                free(k);
-                free(v);
-                return -1;
-            }
-            percent_decode(q, (size_t)(kend - q), k);
-            percent_decode(vs, (size_t)(stop - vs), v);
-            if (!cJSON_GetObjectItemCaseSensitive(obj, k))
-                cJSON_AddStringToObject(obj, k, v);
-            free(k);
-            free(v);
+            size_t key_at = b->len;
+            append(b, q, (size_t)(kend - q), COPY_DECODE);
+            append_value(b, start, key_at, vs, (size_t)(stop - vs), COPY_DECODE);
         }
         q = amp ? amp + 1 : end;
     }
-    return 0;
 }
 
-static char *lower_dup(const char *s)
+/* Fills b with the strings of req (see struct sio_handshake). */
+static void capture(struct block *b, struct http_request *req)
 {
-    char *d = strdup(s);
-    if (d)
-        for (char *p = d; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-    return d;
-}
-
-struct sio_handshake *handshake_new(struct http_request *req)
-{
-    struct sio_handshake *h = calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
-    h->headers = cJSON_CreateObject();
-    h->query = cJSON_CreateObject();
-    h->address = strdup(http_request_peer_address(req));
-    h->url = strdup(http_request_url(req));
-    if (!h->headers || !h->query || !h->address || !h->url)
-        goto fail;
+    const char *addr = http_request_peer_address(req);
+    append(b, addr, strlen(addr), COPY_RAW);
+    const char *u = http_request_url(req);
+    append(b, u, strlen(u), COPY_RAW);
+    size_t headers = b->len;
     const char *name, *value;
     for (size_t i = 0; http_request_header_at(req, i, &name, &value); i++) {
-        char *lname = lower_dup(name);
-        if (!lname)
-            goto fail;
-        if (!cJSON_GetObjectItemCaseSensitive(h->headers, lname))
-            cJSON_AddStringToObject(h->headers, lname, value);
-        free(lname);
+        size_t key_at = b->len;
+        append(b, name, strlen(name), COPY_LOWER);
+        append_value(b, headers, key_at, value, strlen(value), COPY_RAW);
     }
+    append(b, "", 0, COPY_RAW);
     size_t qlen;
     const char *q = http_request_query(req, &qlen);
-    if (parse_query(q, qlen, h->query) < 0)
-        goto fail;
+    capture_query(b, q, qlen);
+    append(b, "", 0, COPY_RAW);
+}
+
+size_t handshake_size(struct http_request *req)
+{
+    struct block b = {NULL, 0};
+    capture(&b, req);
+    return offsetof(struct sio_handshake, s) + b.len;
+}
+
+struct sio_handshake *handshake_init(void *mem, struct http_request *req)
+{
+    struct sio_handshake *h = mem;
+    struct block b = {h->s, 0};
+    capture(&b, req);
 
     struct timeval tv;
     gettimeofday(&tv, NULL);
     h->issued = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char t[80];
-    strftime(t, sizeof(t), "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", &tm);
-    h->time = strdup(t);
-    if (!h->time)
-        goto fail;
     h->secure = http_request_is_tls(req);
     h->xdomain = http_request_header(req, "Origin") != NULL;
     return h;
-fail:
-    handshake_free(h);
-    return NULL;
-}
-
-void handshake_free(struct sio_handshake *h)
-{
-    if (!h)
-        return;
-    cJSON_Delete(h->headers);
-    cJSON_Delete(h->query);
-    free(h->address);
-    free(h->url);
-    free(h->time);
-    free(h);
 }
 
 /* --- public accessors --------------------------------------------------- */
 
-static const char *string_of(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 const char *sio_handshake_header(const struct sio_handshake *h, const char *name)
 {
-    char lname[128];
-    size_t n = strlen(name);
-    if (n >= sizeof(lname))
-        return NULL;
-    for (size_t i = 0; i <= n; i++)
-        lname[i] = (char)tolower((unsigned char)name[i]);
-    return string_of(h->headers, lname);
+    return pair_find(headers_of(h), NULL, name, true);
 }
 
 const char *sio_handshake_query(const struct sio_handshake *h, const char *name)
 {
-    return string_of(h->query, name);
+    return pair_find(query_of(h), NULL, name, false);
 }
 
 const char *sio_handshake_address(const struct sio_handshake *h)
 {
-    return h->address;
+    return h->s;
 }
 
 const char *sio_handshake_url(const struct sio_handshake *h)
 {
-    return h->url;
+    return url_of(h);
 }
 
 bool sio_handshake_secure(const struct sio_handshake *h)
@@ -172,19 +231,51 @@ int64_t sio_handshake_issued(const struct sio_handshake *h)
     return h->issued;
 }
 
-struct cJSON *sio_handshake_json(const struct sio_handshake *h, const struct cJSON *auth)
+/* An object of the pair list at p; NULL on allocation failure. */
+static cJSON *pairs_json(const char *p)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o)
+    for (; o && *p; p = skip(skip(p))) {
+        if (!cJSON_AddStringToObject(o, p, skip(p))) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* Like JavaScript's Date.toString() in UTC, as the reference reports it. */
+static void format_time(int64_t ms, char *out, size_t size)
+{
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    strftime(out, size, "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", &tm);
+}
+
+struct cJSON *sio_handshake_json(const struct sio_handshake *h, const struct cJSON *auth)
+{
+    char t[80];
+    format_time(h->issued, t, sizeof(t));
+    cJSON *o = cJSON_CreateObject();
+    cJSON *headers = pairs_json(headers_of(h));
+    cJSON *query = pairs_json(query_of(h));
+    cJSON *a = auth ? sio_json_copy(auth) : cJSON_CreateObject();
+    if (!o || !headers || !query || !a) {
+        cJSON_Delete(o);
+        cJSON_Delete(headers);
+        cJSON_Delete(query);
+        cJSON_Delete(a);
         return NULL;
-    cJSON_AddItemToObject(o, "headers", cJSON_Duplicate(h->headers, true));
-    cJSON_AddStringToObject(o, "time", h->time);
-    cJSON_AddStringToObject(o, "address", h->address);
+    }
+    cJSON_AddItemToObject(o, "headers", headers);
+    cJSON_AddStringToObject(o, "time", t);
+    cJSON_AddStringToObject(o, "address", sio_handshake_address(h));
     cJSON_AddBoolToObject(o, "xdomain", h->xdomain);
     cJSON_AddBoolToObject(o, "secure", h->secure);
     cJSON_AddNumberToObject(o, "issued", (double)h->issued);
-    cJSON_AddStringToObject(o, "url", h->url);
-    cJSON_AddItemToObject(o, "query", cJSON_Duplicate(h->query, true));
-    cJSON_AddItemToObject(o, "auth", auth ? sio_json_copy(auth) : cJSON_CreateObject());
+    cJSON_AddStringToObject(o, "url", sio_handshake_url(h));
+    cJSON_AddItemToObject(o, "query", query);
+    cJSON_AddItemToObject(o, "auth", a);
     return o;
 }

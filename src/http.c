@@ -5,11 +5,18 @@
  * reference (busy) while it runs; a connection is only marked PH_DEAD and the
  * outermost frame frees it, so a handler may answer, upgrade or close from
  * inside on_request without pulling the connection from under the parser.
+ *
+ * Plain-TCP output is written by the server's flusher at the end of the
+ * loop pass in which it was queued (one writev), not by the bufferevent,
+ * whose write event would be armed and disarmed around every response (two
+ * epoll_ctl calls); the write event is armed only when the kernel does not
+ * take everything. TLS connections write through their bufferevent.
  */
 #define ZLIB_CONST
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -19,6 +26,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <http_parser.h>
 #include <zlib.h>
@@ -76,6 +84,9 @@ struct http_conn {
     unsigned busy;
     unsigned char phase; /* enum phase */
     bool tls, eof, started, parsing, read_paused;
+    bool direct; /* a plain socket: output is written by the flusher */
+    bool listed; /* on hs->flush_list, holding a busy reference */
+    struct http_conn *next_listed;
     socklen_t peer_len;
     struct sockaddr_storage peer;
     char peer_text[INET6_ADDRSTRLEN];
@@ -88,6 +99,8 @@ struct http_server {
     void *arg;
     struct http_conn *conns;
     unsigned nconns;
+    struct event *flush_ev;       /* active while flush_list is not empty */
+    struct http_conn *flush_list; /* plain-TCP connections with output queued */
     uint64_t next_id;
     bool draining;
 };
@@ -267,13 +280,81 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     conn_unref(c);
 }
 
+static void conn_drained(struct http_conn *c)
+{
+    if (c->phase == PH_FLUSH && evbuffer_get_length(conn_output(c)) == 0)
+        conn_flushed(c);
+}
+
+/* The output is empty. */
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct http_conn *c = arg;
     c->busy++;
-    if (c->phase == PH_FLUSH && evbuffer_get_length(conn_output(c)) == 0)
-        conn_flushed(c);
+    /* libevent wrote what the flusher could not: the flusher takes over. */
+    if (c->direct)
+        bufferevent_disable(bev, EV_WRITE);
+    conn_drained(c);
     conn_unref(c);
+}
+
+/* Called after anything is queued. While the write event is armed the
+ * socket is known to be full and libevent is already waiting on it. */
+static void conn_schedule_flush(struct http_conn *c)
+{
+    struct http_server *hs = c->hs;
+    if (!c->direct || c->listed || !c->bev || (bufferevent_get_enabled(c->bev) & EV_WRITE))
+        return;
+    c->listed = true;
+    c->busy++;
+    c->next_listed = hs->flush_list;
+    if (!hs->flush_list)
+        event_active(hs->flush_ev, EV_WRITE, 0);
+    hs->flush_list = c;
+}
+
+/* One writev of everything queued; what the kernel refuses is left to the
+ * bufferevent's write event (conn_write_cb disarms it once drained). */
+static void conn_flush(struct http_conn *c)
+{
+    if (c->phase == PH_DEAD || !c->bev || (bufferevent_get_enabled(c->bev) & EV_WRITE))
+        return;
+    struct evbuffer *out = conn_output(c);
+    if (evbuffer_get_length(out) > 0) {
+        /* The bufferevent freezes the front of its output so that nobody
+         * else drains it; this write stands in for its own. */
+        evbuffer_unfreeze(out, 1);
+        int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+        int err = errno;
+        evbuffer_freeze(out, 1);
+        if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+            conn_kill(c);
+            return;
+        }
+        if (evbuffer_get_length(out) > 0) {
+            if (bufferevent_enable(c->bev, EV_WRITE) < 0)
+                conn_kill(c);
+            return;
+        }
+    }
+    conn_drained(c);
+}
+
+/* Pops the list first: a callback run from here (on_abort, via conn_kill)
+ * may queue output again, which starts a new list and another run. */
+static void flush_run(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_server *hs = arg;
+    struct http_conn *list = hs->flush_list;
+    hs->flush_list = NULL;
+    while (list) {
+        struct http_conn *c = list;
+        list = c->next_listed;
+        c->next_listed = NULL;
+        c->listed = false;
+        conn_flush(c);
+        conn_unref(c);
+    }
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -470,8 +551,10 @@ static int on_headers_complete(http_parser *p)
     conn_arm(c, cfg->body_timeout_ms);
     const char *expect = http_request_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_major == 1 &&
-        p->http_minor >= 1)
+        p->http_minor >= 1) {
         evbuffer_add(conn_output(c), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        conn_schedule_flush(c);
+    }
     return 0;
 }
 
@@ -558,6 +641,7 @@ static void conn_reject(struct http_conn *c, int status)
     }
     struct resp_head h = {.status = status, .close = true, .with_length = true};
     write_head(conn_output(c), &h);
+    conn_schedule_flush(c);
     conn_close(c);
 }
 
@@ -639,6 +723,11 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
     hs->cfg = *cfg;
     hs->cb = *cb;
     hs->arg = arg;
+    hs->flush_ev = event_new(base, -1, 0, flush_run, hs);
+    if (!hs->flush_ev) {
+        free(hs);
+        return NULL;
+    }
     return hs;
 }
 
@@ -646,9 +735,20 @@ void http_server_free(struct http_server *hs)
 {
     if (!hs)
         return;
-    /* conn_kill frees the head at once: nothing of ours is on the stack. */
+    /* Drops the flusher's references, so that conn_kill below frees the
+     * head at once: nothing of ours is on the stack. */
+    struct http_conn *list = hs->flush_list;
+    hs->flush_list = NULL;
+    while (list) {
+        struct http_conn *c = list;
+        list = c->next_listed;
+        c->next_listed = NULL;
+        c->listed = false;
+        conn_unref(c);
+    }
     while (hs->conns)
         conn_kill(hs->conns);
+    event_free(hs->flush_ev);
     free(hs);
 }
 
@@ -695,6 +795,10 @@ void http_server_accept(struct http_server *hs, struct bufferevent *bev,
     c->hs = hs;
     c->bev = bev;
     c->tls = tls;
+    /* A TLS bufferevent would put plaintext on the wire, and filters and
+     * pairs have no socket of their own. */
+    c->direct = !tls && bufferevent_getfd(bev) >= 0 && !bufferevent_get_underlying(bev) &&
+                !bufferevent_openssl_get_ssl(bev);
     c->id = ++hs->next_id;
     if (peer && peer_len > 0) {
         c->peer_len = peer_len < sizeof(c->peer) ? peer_len : (socklen_t)sizeof(c->peer);
@@ -710,7 +814,13 @@ void http_server_accept(struct http_server *hs, struct bufferevent *bev,
     hs->nconns++;
 
     bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (c->direct) {
+        /* A new bufferevent starts with writing enabled. */
+        bufferevent_disable(bev, EV_WRITE);
+        bufferevent_enable(bev, EV_READ);
+    } else {
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+    }
     c->phase = PH_IDLE;
     conn_arm(c, hs->cfg.header_timeout_ms);
     if (evbuffer_get_length(conn_input(c)) > 0)
@@ -1043,6 +1153,7 @@ static void respond(struct http_request *req, int status, const char *content_ty
         evbuffer_drain(buf, evbuffer_get_length(buf));
     request_free(req);
     c->req = NULL;
+    conn_schedule_flush(c);
 
     if (h.close) {
         conn_close(c);
@@ -1078,6 +1189,10 @@ struct bufferevent *http_request_upgrade(struct http_request *req)
     struct bufferevent *bev = c->bev;
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     bufferevent_set_timeouts(bev, NULL, NULL);
+    /* The new owner gets a bufferevent that writes by itself (the flusher
+     * lets go of it: c->bev is cleared below). */
+    if (c->direct)
+        bufferevent_enable(bev, EV_WRITE);
     conn_resume_reading(c);
     c->bev = NULL;
     request_free(req);

@@ -2,6 +2,7 @@
 #include "socketio.h"
 
 #include <fnmatch.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,10 +66,21 @@ struct sio_namespace {
 
 struct pending_ack;
 
+/* What an idle socket usually does without: allocated on first use, so
+ * that a socket with no auth payload, no data, no acks pending, no
+ * recovery and no rejection carries one pointer for all of it. */
+struct socket_extra {
+    cJSON *auth; /* NULL: none, or an empty object */
+    cJSON *data; /* sio_socket_data(), created on first use */
+    struct pending_ack *acks;
+    char *reject_message;
+    cJSON *reject_data;
+    char pid[21]; /* private id for connection state recovery */
+};
+
 struct sio_socket {
     struct rooms_socket rs; /* rs.id points to id */
     char id[21];
-    char pid[21]; /* private id for connection state recovery */
     bool connected;
     bool recovered;
     bool in_middleware;
@@ -76,26 +88,44 @@ struct sio_socket {
     struct client *client;
     struct sio_namespace *nsp;
     struct sio_socket *next_in_client;
-    cJSON *auth;
-    cJSON *data;
     void *user;
-    struct pending_ack *acks;
-    char *reject_message;
-    cJSON *reject_data;
+    struct socket_extra *x; /* NULL until needed */
 };
 
+/* A binary packet waiting for its attachments. */
+struct binary_in {
+    struct sio_packet packet; /* packet.nsp points to nsp */
+    struct sio_attachments att;
+    char nsp[];
+};
+
+/* One per Engine.IO session. The handshake capture follows the struct in
+ * the same allocation (see client_handshake). */
 struct client {
-    struct socketio *io;
     struct sio_session *session;
-    struct sio_handshake *hs;
     struct sio_socket *sockets;
     struct event *connect_timer; /* until the first namespace is joined */
-    /* a binary packet waiting for its attachments */
-    bool awaiting;
-    struct sio_packet pending;
-    char *pending_nsp;
-    struct sio_attachments att;
+    struct binary_in *binary;    /* NULL unless attachments are awaited */
 };
+
+_Static_assert(sizeof(struct client) % HANDSHAKE_ALIGN == 0, "handshake after client misaligned");
+
+static struct sio_handshake *client_handshake(const struct client *c)
+{
+    return (struct sio_handshake *)(uintptr_t)(c + 1);
+}
+
+static struct socket_extra *socket_extra(struct sio_socket *sock)
+{
+    if (!sock->x)
+        sock->x = calloc(1, sizeof(*sock->x));
+    return sock->x;
+}
+
+static struct socketio *socket_io(const struct sio_socket *sock)
+{
+    return sock->nsp->io;
+}
 
 struct pending_ack {
     struct pending_ack *next;
@@ -504,7 +534,7 @@ static void bcast_timeout(evutil_socket_t fd, short what, void *arg)
 /* Unlinks ack from its socket and frees it. */
 static void ack_remove(struct pending_ack *ack)
 {
-    struct pending_ack **pp = &ack->sock->acks;
+    struct pending_ack **pp = &ack->sock->x->acks;
     while (*pp && *pp != ack)
         pp = &(*pp)->next;
     if (*pp)
@@ -522,17 +552,17 @@ static void ack_deliver(struct pending_ack *ack, cJSON *args)
     struct sio_socket *sock = ack->sock;
     if (ack->bcast) {
         struct bcast_ack *b = ack->bcast;
+        b->refs++; /* ack_remove drops the ack's reference: b must outlive it */
         if (args && !b->done) {
-            cJSON_AddItemToArray(b->responses, args);
-            args = NULL;
+            /* As the reference collects them: each client's first argument. */
+            cJSON *first = cJSON_DetachItemFromArray(args, 0);
+            cJSON_AddItemToArray(b->responses, first ? first : cJSON_CreateNull());
         }
         b->received++;
         ack_remove(ack);
-        if (!b->done && b->received >= b->expected) {
-            b->refs++;
+        if (!b->done && b->received >= b->expected)
             bcast_finish(b, false);
-            bcast_unref(b);
-        }
+        bcast_unref(b);
     } else {
         sio_ack_fn fn = ack->fn;
         void *ud = ack->ud;
@@ -549,13 +579,14 @@ static void ack_timeout(evutil_socket_t fd, short what, void *arg)
 
 static struct pending_ack *ack_add(struct sio_socket *sock, int64_t id, unsigned timeout_ms)
 {
-    struct pending_ack *ack = calloc(1, sizeof(*ack));
+    struct socket_extra *x = socket_extra(sock);
+    struct pending_ack *ack = x ? calloc(1, sizeof(*ack)) : NULL;
     if (!ack)
         return NULL;
     ack->id = id;
     ack->sock = sock;
     if (timeout_ms) {
-        ack->timer = evtimer_new(sock->client->io->srv->base, ack_timeout, ack);
+        ack->timer = evtimer_new(socket_io(sock)->srv->base, ack_timeout, ack);
         if (!ack->timer) {
             free(ack);
             return NULL;
@@ -563,37 +594,42 @@ static struct pending_ack *ack_add(struct sio_socket *sock, int64_t id, unsigned
         struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
         evtimer_add(ack->timer, &tv);
     }
-    ack->next = sock->acks;
-    sock->acks = ack;
+    ack->next = x->acks;
+    x->acks = ack;
     return ack;
 }
 
 /* --- sockets ------------------------------------------------------------ */
 
+/* Takes auth (may be NULL) on success. */
 static struct sio_socket *socket_new(struct client *c, struct sio_namespace *nsp, cJSON *auth)
 {
     struct sio_socket *sock = calloc(1, sizeof(*sock));
     if (!sock)
         return NULL;
-    if (random_id(sock->id) < 0) {
+    if (random_id(sock->id) < 0 || (auth && !socket_extra(sock))) {
         free(sock);
         return NULL;
     }
     rooms_socket_init(&sock->rs, sock->id);
     sock->client = c;
     sock->nsp = nsp;
-    sock->auth = auth;
+    if (auth)
+        sock->x->auth = auth;
     return sock;
 }
 
 static void socket_free(struct sio_socket *sock)
 {
-    while (sock->acks)
-        ack_deliver(sock->acks, NULL);
-    cJSON_Delete(sock->auth);
-    cJSON_Delete(sock->data);
-    cJSON_Delete(sock->reject_data);
-    free(sock->reject_message);
+    if (sock->x) {
+        while (sock->x->acks)
+            ack_deliver(sock->x->acks, NULL);
+        cJSON_Delete(sock->x->data);
+        cJSON_Delete(sock->x->auth);
+        cJSON_Delete(sock->x->reject_data);
+        free(sock->x->reject_message);
+        free(sock->x);
+    }
     free(sock);
 }
 
@@ -649,9 +685,10 @@ static void save_session(struct sio_socket *sock)
     struct room_list l = {0};
     collect_room(sock->id, &l);
     rooms_each_of_socket(&sock->rs, collect_room, &l);
-    if (recovery_save(sock->client->io->recovery, mono_ms(), sock->nsp->name, sock->id, sock->pid,
-                      l.names, l.n, sock->data) < 0)
-        LOG(&sock->client->io->srv->log, LOG_WARN, engine_session_log_id(sock->client->session),
+    struct socket_extra *x = sock->x;
+    if (recovery_save(socket_io(sock)->recovery, mono_ms(), sock->nsp->name, sock->id,
+                      x ? x->pid : "", l.names, l.n, x ? x->data : NULL) < 0)
+        LOG(&socket_io(sock)->srv->log, LOG_WARN, engine_session_log_id(sock->client->session),
             "recovery: could not save socket %s", sock->id);
     free(l.names);
 }
@@ -669,7 +706,7 @@ static void socket_disconnect(struct sio_socket *sock, const char *reason, bool 
         socket_send(sock, SIO_DISCONNECT, SIO_NO_ACK, NULL, false);
     if (nsp->h->on_disconnecting)
         nsp->h->on_disconnecting(sock, reason, nsp->h->on_disconnecting_ud);
-    if (c->io->recovery && recoverable(reason))
+    if (nsp->io->recovery && recoverable(reason))
         save_session(sock);
     sock->connected = false;
     nsp->adapter->ops->remove_socket(nsp->adapter, &sock->rs);
@@ -677,7 +714,7 @@ static void socket_disconnect(struct sio_socket *sock, const char *reason, bool 
     nsp->size--;
     if (nsp->parent)
         nsp->parent->size--;
-    c->io->n_sockets--;
+    nsp->io->n_sockets--;
     if (nsp->h->on_disconnect)
         nsp->h->on_disconnect(sock, reason, nsp->h->on_disconnect_ud);
     socket_free(sock);
@@ -718,7 +755,7 @@ static void stop_connect_timer(struct client *c)
 static bool try_restore(struct client *c, struct sio_namespace *nsp, const cJSON *auth,
                         struct sio_socket *sock, struct recovery_session *session)
 {
-    struct recovery *rec = c->io->recovery;
+    struct recovery *rec = nsp->io->recovery;
     const cJSON *pid = cJSON_GetObjectItemCaseSensitive(auth, "pid");
     const cJSON *offset = cJSON_GetObjectItemCaseSensitive(auth, "offset");
     if (!rec || !cJSON_IsString(pid) || !cJSON_IsString(offset))
@@ -726,14 +763,14 @@ static bool try_restore(struct client *c, struct sio_namespace *nsp, const cJSON
     if (recovery_restore(rec, mono_ms(), nsp->name, pid->valuestring, offset->valuestring,
                          session) != 1)
         return false;
-    if (strlen(session->sid) >= sizeof(sock->id) || strlen(session->pid) >= sizeof(sock->pid) ||
-        nsp->adapter->ops->room_size(nsp->adapter, session->sid) > 0) {
+    if (strlen(session->sid) >= sizeof(sock->id) || strlen(session->pid) >= sizeof(sock->x->pid) ||
+        nsp->adapter->ops->room_size(nsp->adapter, session->sid) > 0 || !socket_extra(sock)) {
         recovery_session_cleanup(session);
         return false;
     }
     strcpy(sock->id, session->sid);
-    strcpy(sock->pid, session->pid);
-    sock->data = session->data;
+    strcpy(sock->x->pid, session->pid);
+    sock->x->data = session->data;
     session->data = NULL;
     sock->recovered = true;
     return true;
@@ -749,16 +786,20 @@ static bool run_middlewares(struct client *c, struct sio_namespace *nsp, struct 
     sock->in_middleware = false;
     if (ok && engine_session_is_open(c->session))
         return true;
+    struct socket_extra *x = sock->x;
+    cJSON *data = x ? x->reject_data : NULL;
+    if (x)
+        x->reject_data = NULL;
     if (engine_session_is_open(c->session))
-        send_connect_error(c, nsp->name, sock->reject_message ? sock->reject_message : "Forbidden",
-                           sock->reject_data);
-    sock->reject_data = NULL;
+        send_connect_error(c, nsp->name, x && x->reject_message ? x->reject_message : "Forbidden",
+                           data);
+    else
+        cJSON_Delete(data);
     return false;
 }
 
-static void on_connect(struct client *c, const struct sio_packet *p)
+static void on_connect(struct socketio *io, struct client *c, const struct sio_packet *p)
 {
-    struct socketio *io = c->io;
     if (client_socket(c, p->nsp, p->nsp_len)) {
         /* A second CONNECT to a joined namespace (protocol.md §I.43). */
         engine_session_close_reason(c->session, "parse error");
@@ -772,8 +813,15 @@ static void on_connect(struct client *c, const struct sio_packet *p)
         free(name);
         return;
     }
-    cJSON *auth = p->json ? sio_json_duplicate(p->json) : cJSON_CreateObject();
-    struct sio_socket *sock = auth ? socket_new(c, nsp, auth) : NULL;
+    /* No payload and an empty object read the same (sio_socket_auth): only
+     * a non-empty one is kept. */
+    cJSON *auth = NULL;
+    bool has_auth = p->json && p->json->child;
+    if (has_auth && !(auth = sio_json_duplicate(p->json))) {
+        engine_session_close_reason(c->session, "transport error");
+        return;
+    }
+    struct sio_socket *sock = socket_new(c, nsp, auth);
     if (!sock) {
         cJSON_Delete(auth);
         engine_session_close_reason(c->session, "transport error");
@@ -781,7 +829,7 @@ static void on_connect(struct client *c, const struct sio_packet *p)
     }
     struct recovery_session session = {0};
     bool restored = try_restore(c, nsp, auth, sock, &session);
-    if (io->recovery && !restored && random_id(sock->pid) < 0) {
+    if (io->recovery && !restored && (!socket_extra(sock) || random_id(sock->x->pid) < 0)) {
         socket_free(sock);
         engine_session_close_reason(c->session, "transport error");
         return;
@@ -817,7 +865,7 @@ static void on_connect(struct client *c, const struct sio_packet *p)
     if (reply) {
         cJSON_AddStringToObject(reply, "sid", sock->id);
         if (io->recovery)
-            cJSON_AddStringToObject(reply, "pid", sock->pid);
+            cJSON_AddStringToObject(reply, "pid", sock->x->pid);
     }
     socket_send(sock, SIO_CONNECT, SIO_NO_ACK, reply, false);
     if (nsp->h->on_connection && sock->connected)
@@ -853,7 +901,7 @@ static void on_event(struct sio_socket *sock, struct sio_packet *p)
 
 static void on_ack(struct sio_socket *sock, struct sio_packet *p)
 {
-    for (struct pending_ack *a = sock->acks; a; a = a->next) {
+    for (struct pending_ack *a = sock->x ? sock->x->acks : NULL; a; a = a->next) {
         if (a->id == p->id) {
             cJSON *args = p->json;
             p->json = NULL;
@@ -865,10 +913,10 @@ static void on_ack(struct sio_socket *sock, struct sio_packet *p)
 }
 
 /* Dispatches a complete packet (attachments, if any, reconstructed). */
-static void dispatch(struct client *c, struct sio_packet *p)
+static void dispatch(struct socketio *io, struct client *c, struct sio_packet *p)
 {
     if (p->type == SIO_CONNECT) {
-        on_connect(c, p);
+        on_connect(io, c, p);
         return;
     }
     struct sio_socket *sock = client_socket(c, p->nsp, p->nsp_len);
@@ -896,13 +944,31 @@ static void dispatch(struct client *c, struct sio_packet *p)
 
 static void clear_pending(struct client *c)
 {
-    if (!c->awaiting)
+    struct binary_in *b = c->binary;
+    if (!b)
         return;
-    c->awaiting = false;
-    sio_packet_cleanup(&c->pending);
-    free(c->pending_nsp);
-    c->pending_nsp = NULL;
-    sio_attachments_cleanup(&c->att);
+    c->binary = NULL;
+    sio_packet_cleanup(&b->packet);
+    sio_attachments_cleanup(&b->att);
+    free(b);
+}
+
+/* Keeps p (and its namespace, which points into the message) until its
+ * attachments are in. Takes p's JSON, also on failure. */
+static int await_attachments(struct client *c, struct sio_packet *p)
+{
+    struct binary_in *b = malloc(sizeof(*b) + p->nsp_len + 1);
+    if (!b) {
+        sio_packet_cleanup(p);
+        return -1;
+    }
+    memcpy(b->nsp, p->nsp, p->nsp_len);
+    b->nsp[p->nsp_len] = '\0';
+    b->packet = *p;
+    b->packet.nsp = b->nsp;
+    sio_attachments_init(&b->att);
+    c->binary = b;
+    return 0;
 }
 
 void socketio_on_message(struct socketio *io, struct sio_session *s, const uint8_t *data,
@@ -912,21 +978,23 @@ void socketio_on_message(struct socketio *io, struct sio_session *s, const uint8
     if (!c)
         return;
     engine_session_ref(s);
+    struct binary_in *b = c->binary;
     if (binary) {
-        if (!c->awaiting || sio_attachments_add(&c->att, data, len) < 0) {
+        if (!b || sio_attachments_add(&b->att, data, len) < 0) {
             engine_session_close_reason(s, "parse error");
-        } else if (c->att.n == c->pending.attachments) {
-            if (sio_binary_reconstruct(c->pending.json, &c->att) < 0) {
+        } else if (b->att.n == b->packet.attachments) {
+            if (sio_binary_reconstruct(b->packet.json, &b->att) < 0) {
                 engine_session_close_reason(s, "parse error");
             } else {
-                struct sio_packet p = c->pending;
-                c->pending.json = NULL;
-                dispatch(c, &p);
+                struct sio_packet p = b->packet;
+                b->packet.json = NULL;
+                dispatch(io, c, &p);
                 sio_packet_cleanup(&p);
             }
+            /* c->binary is still b: dispatch cannot start another one */
             clear_pending(c);
         }
-    } else if (c->awaiting) {
+    } else if (b) {
         /* Text while attachments are pending (protocol.md §H.41). */
         engine_session_close_reason(s, "parse error");
     } else {
@@ -936,19 +1004,10 @@ void socketio_on_message(struct socketio *io, struct sio_session *s, const uint8
             LOG(&io->srv->log, LOG_DEBUG, engine_session_log_id(s), "invalid Socket.IO packet");
             engine_session_close_reason(s, "parse error");
         } else if ((p.type == SIO_BINARY_EVENT || p.type == SIO_BINARY_ACK) && p.attachments > 0) {
-            /* The namespace slice points into this message: keep a copy. */
-            c->pending_nsp = dup_slice(p.nsp, p.nsp_len);
-            if (!c->pending_nsp) {
-                sio_packet_cleanup(&p);
+            if (await_attachments(c, &p) < 0)
                 engine_session_close_reason(s, "transport error");
-            } else {
-                c->pending = p;
-                c->pending.nsp = c->pending_nsp;
-                c->awaiting = true;
-                sio_attachments_init(&c->att);
-            }
         } else {
-            dispatch(c, &p);
+            dispatch(io, c, &p);
             sio_packet_cleanup(&p);
         }
     }
@@ -967,15 +1026,16 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 
 void socketio_on_open(struct socketio *io, struct sio_session *s, struct http_request *req)
 {
-    struct client *c = calloc(1, sizeof(*c));
-    if (c)
-        c->hs = handshake_new(req);
-    if (!c || !c->hs) {
-        free(c);
+    /* One allocation for the client and its handshake: both live exactly as
+     * long as the session. */
+    size_t hs_size = handshake_size(req);
+    struct client *c =
+        hs_size && hs_size <= SIZE_MAX - sizeof(*c) ? calloc(1, sizeof(*c) + hs_size) : NULL;
+    if (!c) {
         engine_session_close_reason(s, "transport error");
         return;
     }
-    c->io = io;
+    handshake_init(client_handshake(c), req);
     c->session = s;
     unsigned ms = io->srv->cfg.connect_timeout_ms;
     if (ms) {
@@ -997,7 +1057,6 @@ void socketio_on_close(struct socketio *io, struct sio_session *s, const char *r
     engine_session_set_data(s, NULL);
     stop_connect_timer(c);
     clear_pending(c);
-    handshake_free(c->hs);
     free(c);
 }
 
@@ -1070,7 +1129,7 @@ static int emit(struct sio_socket *sock, const char *event, cJSON *args, bool is
         cJSON_Delete(args);
         return -1;
     }
-    if (sock->client->io->recovery && !is_volatile && id == SIO_NO_ACK) {
+    if (socket_io(sock)->recovery && !is_volatile && id == SIO_NO_ACK) {
         /* Sent through the socket's own room so that the packet gets an
          * offset and is kept for recovery, as the reference does. */
         const char *rooms[] = {sock->id};
@@ -1293,10 +1352,15 @@ void sio_reject(struct sio_socket *sock, const char *message, struct cJSON *data
         cJSON_Delete(data);
         return;
     }
-    free(sock->reject_message);
-    cJSON_Delete(sock->reject_data);
-    sock->reject_message = strdup(message ? message : "Forbidden");
-    sock->reject_data = data;
+    struct socket_extra *x = socket_extra(sock);
+    if (!x) {
+        cJSON_Delete(data);
+        return;
+    }
+    free(x->reject_message);
+    cJSON_Delete(x->reject_data);
+    x->reject_message = strdup(message ? message : "Forbidden");
+    x->reject_data = data;
 }
 
 const char *sio_socket_id(const struct sio_socket *sock)
@@ -1311,7 +1375,7 @@ struct sio_namespace *sio_socket_namespace(const struct sio_socket *sock)
 
 struct sio_server *sio_socket_server(const struct sio_socket *sock)
 {
-    return sock->client->io->srv;
+    return socket_io(sock)->srv;
 }
 
 bool sio_socket_connected(const struct sio_socket *sock)
@@ -1326,19 +1390,24 @@ bool sio_socket_recovered(const struct sio_socket *sock)
 
 const struct cJSON *sio_socket_auth(const struct sio_socket *sock)
 {
-    return sock->auth;
+    /* Shared by every socket without an auth payload: never written. */
+    static const cJSON empty_object = {.type = cJSON_Object};
+    return sock->x && sock->x->auth ? sock->x->auth : &empty_object;
 }
 
 const struct sio_handshake *sio_socket_handshake(const struct sio_socket *sock)
 {
-    return sock->client->hs;
+    return client_handshake(sock->client);
 }
 
 struct cJSON *sio_socket_data(struct sio_socket *sock)
 {
-    if (!sock->data)
-        sock->data = cJSON_CreateObject();
-    return sock->data;
+    struct socket_extra *x = socket_extra(sock);
+    if (!x)
+        return NULL;
+    if (!x->data)
+        x->data = cJSON_CreateObject();
+    return x->data;
 }
 
 void sio_socket_set_user(struct sio_socket *sock, void *user)

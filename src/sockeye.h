@@ -250,7 +250,8 @@ int sio_broadcast(struct sio_namespace *nsp, const struct sio_target *t, const c
 
 /* Broadcast expecting an ack from every targeted client: fn runs once, when
  * all answered or after timeout_ms, with an array of the responses received
- * (each the array of one client's ack arguments) and timed_out. */
+ * (each client's first ack argument, as the reference collects them) and
+ * timed_out. */
 typedef void (*sio_broadcast_ack_fn)(struct sio_namespace *nsp, struct cJSON *responses,
                                      bool timed_out, void *ud);
 int sio_broadcast_with_ack(struct sio_namespace *nsp, const struct sio_target *t, const char *event,

@@ -1,10 +1,13 @@
 #include "wsconn.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "buf.h"
@@ -41,8 +44,15 @@ enum wsconn_state {
 /* A compressed frame's storage is shrunk to fit when this much is unused. */
 #define SHRINK_SLACK 1024
 
+struct wsconn_flusher {
+    struct event *ev;    /* active while list is not empty */
+    struct wsconn *list; /* connections with output queued this pass */
+};
+
 struct wsconn {
-    struct bufferevent *bev;
+    struct bufferevent *bev;        /* NULL once finished (see finish) */
+    struct wsconn_flusher *flusher; /* NULL: the bufferevent writes */
+    struct wsconn *next_listed;
     struct wsconn_handlers h;
     void *arg;
     uint64_t id;
@@ -60,6 +70,7 @@ struct wsconn {
     bool got_close;      /* the peer's close frame arrived, or we stopped waiting for it */
     bool by_server;      /* the close was started by wsconn_close() */
     bool decoder_failed; /* input is discarded from now on */
+    bool listed;         /* on flusher->list */
     struct ws_decoder dec;
 };
 
@@ -106,12 +117,16 @@ static void finish(struct wsconn *ws)
     if (ws->h.closed)
         ws->h.closed(ws, ws->end_code, ws->end_reason, ws->arg);
     bufferevent_free(ws->bev);
+    ws->bev = NULL;
     if (ws->timer)
         event_free(ws->timer);
     ws_decoder_cleanup(&ws->dec);
     deflate_ctx_free(ws->deflate);
     buf_cleanup(&ws->inflated);
-    free(ws);
+    /* A singly linked list cannot give it up early: the flusher frees it
+     * when it gets there. */
+    if (!ws->listed)
+        free(ws);
 }
 
 static void fail_nomem(struct wsconn *ws)
@@ -149,6 +164,120 @@ static bool arm_timer(struct wsconn *ws)
     return evtimer_add(ws->timer, &tv) == 0;
 }
 
+/* The peer went away or the socket failed (what: BEV_EVENT_* flags). */
+static void on_failure(struct wsconn *ws, short what)
+{
+    if (ws->state == ST_CLOSING)
+        end(ws, ws->end_code, ws->end_reason, false);
+    else if (what & BEV_EVENT_TIMEOUT)
+        end(ws, WS_CLOSE_ABNORMAL, "timeout", true);
+    else if (what & BEV_EVENT_EOF)
+        end(ws, WS_CLOSE_ABNORMAL, "connection lost", false);
+    else if (what & BEV_EVENT_ERROR)
+        end(ws, WS_CLOSE_ABNORMAL, "I/O error", true);
+}
+
+/* Only a plain socket bufferevent may be written to behind libevent's back:
+ * a TLS one would put plaintext on the wire, and filters and pairs have no
+ * socket of their own. */
+static bool is_plain_socket(struct bufferevent *bev)
+{
+    return bufferevent_getfd(bev) >= 0 && !bufferevent_get_underlying(bev) &&
+           !bufferevent_openssl_get_ssl(bev);
+}
+
+/* Called after anything is queued. While the write event is armed the
+ * socket is known to be full and libevent is already waiting on it. */
+static void schedule_flush(struct wsconn *ws)
+{
+    struct wsconn_flusher *f = ws->flusher;
+    if (!f || ws->listed || (bufferevent_get_enabled(ws->bev) & EV_WRITE))
+        return;
+    ws->listed = true;
+    ws->next_listed = f->list;
+    if (!f->list)
+        event_active(f->ev, EV_WRITE, 0);
+    f->list = ws;
+}
+
+/* One writev of everything queued. The write event is armed only when the
+ * kernel refused part of it; write_cb disarms it once libevent has written
+ * the rest. */
+static void flush(struct wsconn *ws)
+{
+    if (ws->state == ST_DONE || (bufferevent_get_enabled(ws->bev) & EV_WRITE))
+        return;
+    struct evbuffer *out = output(ws);
+    if (evbuffer_get_length(out) > 0) {
+        /* The bufferevent freezes the front of its output so that nobody
+         * else drains it; this write stands in for its own. */
+        evbuffer_unfreeze(out, 1);
+        int n = evbuffer_write(out, bufferevent_getfd(ws->bev));
+        int err = errno;
+        evbuffer_freeze(out, 1);
+        if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+            on_failure(ws, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
+            return;
+        }
+        if (evbuffer_get_length(out) > 0) {
+            if (bufferevent_enable(ws->bev, EV_WRITE) < 0)
+                on_failure(ws, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
+            return;
+        }
+    }
+    maybe_end_closing(ws);
+}
+
+static void flusher_run(evutil_socket_t fd, short what, void *arg)
+{
+    struct wsconn_flusher *f = arg;
+    struct wsconn *list = f->list;
+    /* Nothing below queues output or finishes a connection (endings are
+     * deferred), so the detached list stays valid. */
+    f->list = NULL;
+    while (list) {
+        struct wsconn *ws = list;
+        list = ws->next_listed;
+        ws->next_listed = NULL;
+        ws->listed = false;
+        if (ws->bev)
+            flush(ws);
+        else
+            free(ws);
+    }
+}
+
+struct wsconn_flusher *wsconn_flusher_new(struct event_base *base)
+{
+    struct wsconn_flusher *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->ev = event_new(base, -1, 0, flusher_run, f);
+    if (!f->ev) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void wsconn_flusher_free(struct wsconn_flusher *f)
+{
+    if (!f)
+        return;
+    /* Only finished connections can still be listed (see finish). */
+    struct wsconn *list = f->list;
+    while (list) {
+        struct wsconn *ws = list;
+        list = ws->next_listed;
+        ws->next_listed = NULL;
+        ws->listed = false;
+        if (!ws->bev)
+            free(ws);
+    }
+    event_free(f->ev);
+    free(f);
+}
+
 /* True (and the connection is being aborted) when size more bytes would push
  * the output past the hard limit. */
 static bool over_hard_limit(struct wsconn *ws, size_t size)
@@ -169,6 +298,7 @@ static int queue_copy(struct wsconn *ws, enum ws_opcode op, const void *data, si
     if (evbuffer_expand(out, hlen + len) < 0 || evbuffer_add(out, hdr, hlen) < 0 ||
         evbuffer_add(out, data, len) < 0)
         return -1;
+    schedule_flush(ws);
     return 0;
 }
 
@@ -224,6 +354,7 @@ static int send_compressed(struct wsconn *ws, enum ws_opcode op, const uint8_t *
         fail_nomem(ws);
         return WSCONN_CLOSED;
     }
+    schedule_flush(ws);
     return WSCONN_OK;
 }
 
@@ -277,6 +408,7 @@ int wsconn_send_packet(struct wsconn *ws, struct outpacket *p)
         fail_nomem(ws);
         return WSCONN_CLOSED;
     }
+    schedule_flush(ws);
     return WSCONN_OK;
 }
 
@@ -301,6 +433,7 @@ static void start_closing(struct wsconn *ws, uint16_t send_code, const char *sen
     ws->end_code = code;
     ws->end_reason = reason;
     ws->got_close = !wait_peer;
+    schedule_flush(ws);
 }
 
 void wsconn_close(struct wsconn *ws, uint16_t code, const char *reason)
@@ -438,10 +571,8 @@ static size_t decode_chunk(struct wsconn *ws, uint8_t *in, size_t len)
     return off;
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void decode_input(struct wsconn *ws, struct evbuffer *in)
 {
-    struct wsconn *ws = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
     size_t avail;
     while (ws->state != ST_DONE && (avail = evbuffer_get_length(in)) > 0) {
         if (ws->decoder_failed) {
@@ -458,9 +589,73 @@ static void read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* One readv into the input, for at most max bytes. Returns the bytes read;
+ * 0 when none are waiting, or when the read ended the connection (EOF or an
+ * error, reported as libevent would have). */
+static size_t read_more(struct wsconn *ws, struct evbuffer *in, size_t max)
+{
+    struct evbuffer_iovec v[2];
+    struct iovec iov[2];
+    /* The bufferevent freezes the end of its input against anyone but
+     * itself adding to it; this read stands in for its own. */
+    evbuffer_unfreeze(in, 0);
+    int nv = evbuffer_reserve_space(in, (ev_ssize_t)max, v, 2);
+    ssize_t n = -1;
+    int err = EAGAIN;
+    if (nv > 0) {
+        for (int i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len < max ? v[i].iov_len : max;
+            max -= iov[i].iov_len;
+        }
+        n = readv(bufferevent_getfd(ws->bev), iov, nv);
+        err = errno;
+    }
+    int used = 0;
+    for (size_t left = n > 0 ? (size_t)n : 0; left > 0; used++) {
+        v[used].iov_len = left < v[used].iov_len ? left : v[used].iov_len;
+        left -= v[used].iov_len;
+    }
+    if (nv > 0)
+        evbuffer_commit_space(in, v, used);
+    evbuffer_freeze(in, 0);
+    if (n == 0)
+        on_failure(ws, BEV_EVENT_READING | BEV_EVENT_EOF);
+    else if (n < 0 && nv > 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR)
+        on_failure(ws, BEV_EVENT_READING | BEV_EVENT_ERROR);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* libevent 2.1 reads at most 4 KiB per readable event (evbuffer_read's
+ * cap), though it allows a bufferevent more per callback
+ * (bufferevent_get_max_single_read, 16 KiB by default). A client sending a
+ * burst would have it decoded 4 KiB per loop pass, and what it broadcasts
+ * written out in as many small writes. So on a flusher, a read that came
+ * back full is followed by one more, without libevent's FIONREAD ioctl,
+ * for the rest of the budget. */
+#define LIBEVENT_READ_MAX 4096
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct wsconn *ws = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    bool full = evbuffer_get_length(in) >= LIBEVENT_READ_MAX;
+    decode_input(ws, in);
+    if (!ws->flusher || !full || ws->state == ST_DONE)
+        return;
+    ev_ssize_t budget = bufferevent_get_max_single_read(bev);
+    if (budget > LIBEVENT_READ_MAX && read_more(ws, in, (size_t)budget - LIBEVENT_READ_MAX) > 0)
+        decode_input(ws, in);
+}
+
+/* The output is empty. */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
-    maybe_end_closing(arg);
+    struct wsconn *ws = arg;
+    /* libevent wrote what the flusher could not: the flusher takes over. */
+    if (ws->flusher)
+        bufferevent_disable(bev, EV_WRITE);
+    maybe_end_closing(ws);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -471,16 +666,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     /* BEV_EVENT_CONNECTED (a TLS handshake finishing) needs nothing. */
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
-        return;
-    if (ws->state == ST_CLOSING)
-        end(ws, ws->end_code, ws->end_reason, false);
-    else if (what & BEV_EVENT_TIMEOUT)
-        end(ws, WS_CLOSE_ABNORMAL, "timeout", true);
-    else if (what & BEV_EVENT_EOF)
-        end(ws, WS_CLOSE_ABNORMAL, "connection lost", false);
-    else if (what & BEV_EVENT_ERROR)
-        end(ws, WS_CLOSE_ABNORMAL, "I/O error", true);
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+        on_failure(ws, what);
 }
 
 struct wsconn *wsconn_new(struct bufferevent *bev, const struct wsconn_config *cfg,
@@ -507,6 +694,7 @@ struct wsconn *wsconn_new(struct bufferevent *bev, const struct wsconn_config *c
         ws->deflate_threshold = dcfg->threshold;
     }
     ws->bev = bev;
+    ws->flusher = cfg->flusher && is_plain_socket(bev) ? cfg->flusher : NULL;
     ws->h = *h;
     ws->arg = arg;
     ws->max_message = cfg->max_message;
@@ -523,7 +711,15 @@ struct wsconn *wsconn_new(struct bufferevent *bev, const struct wsconn_config *c
     /* write_cb signals "output fully flushed", which needs a low watermark
      * of 0; a high read watermark would only delay reading. */
     bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (ws->flusher) {
+        bufferevent_disable(bev, EV_WRITE);
+        bufferevent_enable(bev, EV_READ);
+        /* e.g. the HTTP 101 response */
+        if (evbuffer_get_length(output(ws)) > 0)
+            schedule_flush(ws);
+    } else {
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+    }
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
     return ws;

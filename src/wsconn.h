@@ -14,6 +14,14 @@
  * owner (it is deferred to the event loop), and the wsconn frees itself after
  * it returns. Peer close, protocol errors, I/O errors and timeouts also end in
  * `closed`. Event-loop thread only.
+ *
+ * I/O: given a flusher (below), a plain-socket connection writes its output
+ * itself, once per event-loop pass, and leaves only what the kernel refuses
+ * to the bufferevent's write event. It also tops up a full 4 KiB read by
+ * libevent with one read of its own, up to the bufferevent's
+ * bufferevent_get_max_single_read() (16 KiB by default), so that a client's
+ * burst is decoded, and what it broadcasts written, in fewer loop passes.
+ * Otherwise (TLS, no flusher) the bufferevent reads and writes as usual.
  */
 #ifndef SOCKEYE_WSCONN_H
 #define SOCKEYE_WSCONN_H
@@ -29,6 +37,21 @@
 
 struct wsconn;
 
+/* One per event base, shared by its connections. A connection that queued
+ * output during a loop pass is listed; at the end of the pass (an active
+ * event) the flusher writes each listed connection's whole output with one
+ * writev. The write event (an epoll_ctl to arm it, another to disarm it) is
+ * armed only when the kernel did not take everything, and disarmed once the
+ * bufferevent has drained the rest. */
+struct wsconn_flusher;
+
+/* NULL on allocation failure. */
+struct wsconn_flusher *wsconn_flusher_new(struct event_base *base);
+
+/* Call once every connection created with it has ended (its `closed` ran),
+ * before the event base is freed. NULL is a no-op. */
+void wsconn_flusher_free(struct wsconn_flusher *f);
+
 struct wsconn_config {
     size_t max_message;        /* received message limit (-> close 1009); 0 = none */
     size_t out_soft;           /* drop volatile packets above this many queued bytes */
@@ -37,6 +60,10 @@ struct wsconn_config {
     /* permessage-deflate: NULL when not negotiated. Copied. */
     const struct deflate_params *deflate;
     const struct deflate_config *deflate_cfg;
+    /* Writes through this flusher; NULL: the bufferevent writes. Ignored
+     * (the bufferevent writes) unless bev is a plain socket bufferevent:
+     * TLS, filter and pair bufferevents always write through libevent. */
+    struct wsconn_flusher *flusher;
 };
 
 struct wsconn_handlers {

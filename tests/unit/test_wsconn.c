@@ -13,6 +13,7 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,10 +40,14 @@
 
 enum action {
     ACT_NONE,
-    ACT_CLOSE, /* wsconn_close from inside `message` */
-    ACT_ABORT, /* wsconn_abort from inside `message` */
-    ACT_ECHO,  /* wsconn_send the message back */
+    ACT_CLOSE,      /* wsconn_close from inside `message` */
+    ACT_ABORT,      /* wsconn_abort from inside `message` */
+    ACT_ECHO,       /* wsconn_send the message back */
+    ACT_ECHO_ABORT, /* wsconn_send the message back, then wsconn_abort */
 };
+
+/* Set for the groups whose connections write through a flusher. */
+static bool use_flusher;
 
 struct msg {
     uint8_t *data;
@@ -56,6 +61,8 @@ struct fx {
     struct bufferevent *tls; /* TLS tests: the client's end, on cfd */
     bool tls_eof;
     int sfd;
+    struct bufferevent *bev; /* the server's end, while the wsconn lives */
+    struct wsconn_flusher *flusher;
     struct wsconn *ws;
     enum action action;
     int in_new; /* set while wsconn_new runs */
@@ -63,6 +70,7 @@ struct fx {
     size_t nmsgs;
     int msgs_in_new;
     int closed;
+    bool break_on_closed; /* `closed` ends the current loop pass */
     uint16_t code;
     const char *reason;
     struct buf rx; /* bytes read from the server, not yet parsed */
@@ -101,6 +109,10 @@ static void on_message(struct wsconn *ws, const uint8_t *data, size_t len, bool 
     case ACT_ECHO:
         assert_int_equal(wsconn_send(ws, binary, data, len), WSCONN_OK);
         break;
+    case ACT_ECHO_ABORT:
+        assert_int_equal(wsconn_send(ws, binary, data, len), WSCONN_OK);
+        wsconn_abort(ws);
+        break;
     case ACT_NONE:
         break;
     }
@@ -113,6 +125,8 @@ static void on_closed(struct wsconn *ws, uint16_t code, const char *reason, void
     fx->closed++;
     fx->code = code;
     fx->reason = reason;
+    if (fx->break_on_closed)
+        event_base_loopbreak(fx->base);
     /* Calls on a finished connection are harmless no-ops. */
     assert_int_equal(wsconn_send(ws, false, "x", 1), WSCONN_CLOSED);
     wsconn_close(ws, 1000, NULL);
@@ -163,6 +177,10 @@ static void fx_init(struct fx *fx)
     set_nonblock(fx->sfd);
     set_nonblock(fx->cfd);
     buf_init(&fx->rx);
+    if (use_flusher) {
+        fx->flusher = wsconn_flusher_new(fx->base);
+        assert_non_null(fx->flusher);
+    }
 }
 
 static struct bufferevent *fx_bev(struct fx *fx)
@@ -174,8 +192,11 @@ static struct bufferevent *fx_bev(struct fx *fx)
 
 static void fx_attach(struct fx *fx, struct bufferevent *bev, const struct wsconn_config *cfg)
 {
+    struct wsconn_config c = *cfg;
+    c.flusher = fx->flusher;
+    fx->bev = bev;
     fx->in_new = 1;
-    fx->ws = wsconn_new(bev, cfg, &handlers, fx);
+    fx->ws = wsconn_new(bev, &c, &handlers, fx);
     fx->in_new = 0;
     assert_non_null(fx->ws);
 }
@@ -211,6 +232,7 @@ static void fx_done(struct fx *fx)
         bufferevent_free(fx->tls);
     else
         close(fx->cfd);
+    wsconn_flusher_free(fx->flusher);
     event_base_free(fx->base);
 }
 
@@ -1272,6 +1294,8 @@ static void fx_open_tls(struct fx *fx, SSL_CTX *sctx, SSL_CTX *cctx)
     bufferevent_setcb(fx->tls, NULL, NULL, tls_client_event, fx);
     bufferevent_enable(fx->tls, EV_READ | EV_WRITE);
     fx_attach(fx, server, &plain_cfg);
+    /* Flusher or not, a TLS connection is written by libevent. */
+    assert_true(bufferevent_get_enabled(server) & EV_WRITE);
 }
 
 static void test_tls_messages_and_close(void **state)
@@ -1368,6 +1392,12 @@ static void test_idle_connection_memory(void **state)
         skip();
     struct event_base *base = event_base_new();
     assert_non_null(base);
+    /* One per event base, not part of any connection. */
+    struct wsconn_flusher *flusher = NULL;
+    if (use_flusher) {
+        flusher = wsconn_flusher_new(base);
+        assert_non_null(flusher);
+    }
     size_t before = heap_in_use();
     for (int i = 0; i < N; i++) {
         memset(&fx[i], 0, sizeof(fx[i]));
@@ -1376,6 +1406,7 @@ static void test_idle_connection_memory(void **state)
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
         fx[i].sfd = sv[0];
         fx[i].cfd = sv[1];
+        fx[i].flusher = flusher;
         set_nonblock(sv[0]);
         set_nonblock(sv[1]);
         fx_attach(&fx[i], fx_bev(&fx[i]), &plain_cfg);
@@ -1403,8 +1434,276 @@ static void test_idle_connection_memory(void **state)
         buf_cleanup(&fx[i].rx);
         close(fx[i].cfd);
     }
+    wsconn_flusher_free(flusher);
     event_base_free(base);
 #endif
+}
+
+/* ---- the flusher ---- */
+
+/* write(2)-family calls this process has made; -1 where /proc cannot say. */
+static long write_calls(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return -1;
+    char line[64];
+    long n = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "syscw: %ld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+/* Exactly one loop pass (pump() runs passes until one finds nothing to do). */
+static void one_pass(struct fx *fx)
+{
+    event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+static bool write_armed(const struct fx *fx)
+{
+    return (bufferevent_get_enabled(fx->bev) & EV_WRITE) != 0;
+}
+
+/* Everything queued during a pass goes out in one writev at its end, and
+ * the write event is never armed. */
+static void test_flusher_one_write_per_pass(void **state)
+{
+    struct fx fx;
+    fx_open(&fx, &plain_cfg);
+    assert_false(write_armed(&fx));
+    struct outpacket *p = make_packet(1000, false);
+    long before = write_calls();
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(wsconn_send(fx.ws, false, "small", 5), WSCONN_OK);
+        assert_int_equal(wsconn_send_packet(fx.ws, p), WSCONN_OK);
+    }
+    assert_int_equal(write_calls(), before); /* not from inside a send */
+    assert_int_equal(p->refs, 21);
+    one_pass(&fx);
+    if (before >= 0)
+        assert_int_equal(write_calls() - before, 1);
+    assert_int_equal(wsconn_output_bytes(fx.ws), 0);
+    assert_false(write_armed(&fx));
+    for (int i = 0; i < 20; i++) {
+        expect_frame(&fx, WS_OP_TEXT, "small", 5);
+        expect_packet(&fx, p);
+    }
+    assert_int_equal(p->refs, 1);
+    /* A pong is flushed the same way. */
+    send_frame(&fx, FIN | WS_OP_PING, "pp", 2);
+    expect_frame(&fx, WS_OP_PONG, "pp", 2);
+    assert_false(write_armed(&fx));
+    outpacket_unref(p);
+    fx_done(&fx);
+}
+
+/* What the kernel does not take is left to libevent's write event, which is
+ * disarmed again once the output has drained. */
+static void test_flusher_backpressure(void **state)
+{
+    struct fx fx;
+    fx_init(&fx);
+    int small = 4096;
+    assert_int_equal(setsockopt(fx.sfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(setsockopt(fx.cfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    fx_attach(&fx, fx_bev(&fx), &plain_cfg);
+    size_t len = 300000;
+    uint8_t *big = malloc(len);
+    assert_non_null(big);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (uint8_t)(i * 31);
+    assert_int_equal(wsconn_send(fx.ws, true, big, len), WSCONN_OK);
+    pump(&fx);
+    assert_true(wsconn_output_bytes(fx.ws) > 0);
+    assert_true(write_armed(&fx));
+    /* Queued behind the blocked output, in order. */
+    assert_int_equal(wsconn_send(fx.ws, false, "after", 5), WSCONN_OK);
+    pump(&fx);
+    assert_true(write_armed(&fx));
+    expect_frame(&fx, WS_OP_BINARY, big, len);
+    expect_frame(&fx, WS_OP_TEXT, "after", 5);
+    /* The last byte was written by libevent, which then reported the
+     * output drained. */
+    assert_int_equal(wsconn_output_bytes(fx.ws), 0);
+    assert_false(write_armed(&fx));
+    long before = write_calls();
+    assert_int_equal(wsconn_send(fx.ws, false, "again", 5), WSCONN_OK);
+    pump(&fx);
+    if (before >= 0)
+        assert_int_equal(write_calls() - before, 1);
+    assert_false(write_armed(&fx));
+    expect_frame(&fx, WS_OP_TEXT, "again", 5);
+    fx_done(&fx);
+    free(big);
+}
+
+/* Our close frame leaves through the flusher; the connection ends after
+ * the peer's close frame and the flush, whichever comes last. */
+static void test_flusher_close_after_flush(void **state)
+{
+    struct fx fx;
+    fx_open(&fx, &plain_cfg);
+    assert_int_equal(wsconn_send(fx.ws, false, "last", 4), WSCONN_OK);
+    wsconn_close(fx.ws, WS_CLOSE_NORMAL, "bye");
+    expect_frame(&fx, WS_OP_TEXT, "last", 4);
+    expect_close_frame(&fx, WS_CLOSE_NORMAL, "bye");
+    assert_int_equal(fx.closed, 0);
+    send_close(&fx, WS_CLOSE_NORMAL);
+    wait_closed(&fx);
+    assert_int_equal(fx.code, WS_CLOSE_NORMAL);
+    expect_eof(&fx);
+    fx_done(&fx);
+}
+
+/* Sends to a peer that has gone: the failed write ends the connection. */
+static void test_flusher_write_error(void **state)
+{
+    struct fx fx;
+    fx_open(&fx, &plain_cfg);
+    close(fx.cfd);
+    fx.cfd = socket(AF_UNIX, SOCK_STREAM, 0); /* for fx_done to close */
+    assert_true(fx.cfd >= 0);
+    set_nonblock(fx.cfd);
+    assert_int_equal(wsconn_send(fx.ws, false, "lost", 4), WSCONN_OK);
+    wait_closed(&fx);
+    assert_int_equal(fx.code, WS_CLOSE_ABNORMAL);
+    /* The flush ran before the read that would have found the EOF. */
+    assert_string_equal(fx.reason, "I/O error");
+    fx_done(&fx);
+}
+
+/* Frames of 128 bytes on the wire (a 122-byte text payload). */
+static void burst(struct buf *b, int n)
+{
+    char payload[122];
+    for (int i = 0; i < n; i++) {
+        memset(payload, 'a' + i % 26, sizeof(payload));
+        client_frame(b, FIN | WS_OP_TEXT, payload, sizeof(payload));
+    }
+    assert_int_equal(b->len, (size_t)n * 128);
+}
+
+/* A burst larger than libevent's 4 KiB read is taken up to the read budget
+ * (16 KiB) in one loop pass. */
+static void test_flusher_reads_burst_in_one_pass(void **state)
+{
+    struct fx fx;
+    fx_open(&fx, &plain_cfg);
+    struct buf b;
+    buf_init(&b);
+    burst(&b, 120); /* 15360 bytes */
+    client_write(&fx, b.data, b.len);
+    one_pass(&fx);
+    assert_int_equal(fx.nmsgs, 120);
+    char last[122];
+    memset(last, 'a' + 119 % 26, sizeof(last));
+    assert_msg(&fx, 119, last, sizeof(last), false);
+    fx_done(&fx);
+    buf_cleanup(&b);
+}
+
+/* The extra read can be the one that finds the end of the stream. */
+static void test_flusher_read_finds_eof(void **state)
+{
+    struct fx fx;
+    fx_open(&fx, &plain_cfg);
+    struct buf b;
+    buf_init(&b);
+    burst(&b, 32); /* exactly libevent's 4096 */
+    client_write(&fx, b.data, b.len);
+    shutdown(fx.cfd, SHUT_WR);
+    one_pass(&fx);
+    assert_int_equal(fx.nmsgs, 32);
+    assert_int_equal(fx.closed, 1); /* in the same pass */
+    assert_int_equal(fx.code, WS_CLOSE_ABNORMAL);
+    assert_string_equal(fx.reason, "connection lost");
+    fx_done(&fx);
+    buf_cleanup(&b);
+}
+
+/* A connection that ends while waiting for the flusher (its read callback
+ * deferred, so `closed` runs in the same callback that queued output) is
+ * freed by the flusher: in its pass, or by wsconn_flusher_free when that
+ * pass never comes. */
+static void run_ended_while_listed(bool stop_pass)
+{
+    struct fx fx;
+    fx_init(&fx);
+    fx.action = ACT_ECHO_ABORT;
+    fx.break_on_closed = stop_pass;
+    struct bufferevent *bev = fx_bev(&fx);
+    bufferevent_enable(bev, EV_READ);
+    send_frame(&fx, FIN | WS_OP_TEXT, "early", 5);
+    long end = now_ms() + DEADLINE_MS;
+    while (evbuffer_get_length(bufferevent_get_input(bev)) == 0 && now_ms() < end)
+        step(&fx);
+    fx_attach(&fx, bev, &plain_cfg);
+    pump(&fx);
+    assert_int_equal(fx.nmsgs, 1);
+    assert_int_equal(fx.closed, 1);
+    assert_int_equal(fx.code, WS_CLOSE_ABNORMAL);
+    if (stop_pass) {
+        wsconn_flusher_free(fx.flusher);
+        fx.flusher = NULL;
+    }
+    expect_eof(&fx);
+    assert_int_equal(fx.rx.len, 0); /* the echo was discarded */
+    fx_done(&fx);
+}
+
+static void test_flusher_ended_while_listed(void **state)
+{
+    run_ended_while_listed(false);
+    run_ended_while_listed(true);
+}
+
+/* Without a plain socket there is nothing to write to directly. */
+static void test_flusher_ignored_for_pair(void **state)
+{
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    struct wsconn_flusher *f = wsconn_flusher_new(base);
+    assert_non_null(f);
+    struct bufferevent *pair[2];
+    assert_int_equal(bufferevent_pair_new(base, 0, pair), 0);
+    bufferevent_enable(pair[1], EV_READ);
+    struct fx fx;
+    memset(&fx, 0, sizeof(fx));
+    fx.base = base;
+    struct wsconn_config cfg = plain_cfg;
+    cfg.flusher = f;
+    fx.ws = wsconn_new(pair[0], &cfg, &handlers, &fx);
+    assert_non_null(fx.ws);
+    assert_true(bufferevent_get_enabled(pair[0]) & EV_WRITE);
+    assert_int_equal(wsconn_send(fx.ws, false, "hi", 2), WSCONN_OK);
+    struct evbuffer *in = bufferevent_get_input(pair[1]);
+    for (int i = 0; i < 10 && evbuffer_get_length(in) < 4; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    uint8_t got[4];
+    assert_int_equal(evbuffer_remove(in, got, sizeof(got)), 4);
+    assert_memory_equal(got, "\x81\x02hi", 4);
+    wsconn_abort(fx.ws);
+    for (int i = 0; i < 10 && !fx.closed; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(fx.closed, 1);
+    bufferevent_free(pair[1]);
+    wsconn_flusher_free(f);
+    event_base_free(base);
+}
+
+static int flusher_on(void **state)
+{
+    use_flusher = true;
+    return 0;
+}
+
+static int flusher_off(void **state)
+{
+    use_flusher = false;
+    return 0;
 }
 
 int main(void)
@@ -1444,7 +1743,21 @@ int main(void)
         cmocka_unit_test(test_tls_messages_and_close),
         cmocka_unit_test(test_idle_connection_memory),
     };
+    const struct CMUnitTest flusher_tests[] = {
+        cmocka_unit_test(test_flusher_one_write_per_pass),
+        cmocka_unit_test(test_flusher_backpressure),
+        cmocka_unit_test(test_flusher_close_after_flush),
+        cmocka_unit_test(test_flusher_write_error),
+        cmocka_unit_test(test_flusher_reads_burst_in_one_pass),
+        cmocka_unit_test(test_flusher_read_finds_eof),
+        cmocka_unit_test(test_flusher_ended_while_listed),
+        cmocka_unit_test(test_flusher_ignored_for_pair),
+    };
     /* A peer that went away must fail a test, not kill the program. */
     signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("libevent writes", tests, NULL, NULL);
+    /* The same tests again, with output written by a flusher. */
+    failed += cmocka_run_group_tests_name("flusher writes", tests, flusher_on, flusher_off);
+    failed += cmocka_run_group_tests_name("flusher", flusher_tests, flusher_on, flusher_off);
+    return failed;
 }
