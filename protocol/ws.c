@@ -1,5 +1,6 @@
 #include "ws.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/sha.h>
@@ -99,6 +100,8 @@ void ws_decoder_init(struct ws_decoder *d, const struct ws_decoder_config *cfg)
 void ws_decoder_cleanup(struct ws_decoder *d)
 {
     buf_cleanup(&d->msg);
+    free(d->ctl);
+    d->ctl = NULL;
 }
 
 static int check_control(const struct ws_decoder *d, uint8_t len7)
@@ -295,15 +298,18 @@ static int take_data(struct ws_decoder *d, const uint8_t *p, size_t n, bool whol
     return append_message(d, p, n);
 }
 
-static void take_control(struct ws_decoder *d, const uint8_t *p, size_t n, bool whole,
-                         const uint8_t **slice)
+static int take_control(struct ws_decoder *d, const uint8_t *p, size_t n, bool whole,
+                        const uint8_t **slice)
 {
     if (whole) {
         *slice = p;
-        return;
+        return 0;
     }
+    if (!d->ctl && !(d->ctl = malloc(CTL_MAX)))
+        return WS_ENOMEM;
     memcpy(d->ctl + d->ctl_len, p, n);
-    d->ctl_len += n;
+    d->ctl_len = (uint8_t)(d->ctl_len + n);
+    return 0;
 }
 
 static int read_payload(struct ws_decoder *d, uint8_t *in, size_t len, size_t *pos,
@@ -319,13 +325,10 @@ static int read_payload(struct ws_decoder *d, uint8_t *in, size_t len, size_t *p
     d->frame_off += n;
     d->remaining -= n;
     const uint8_t *slice = NULL;
-    if (is_control(d->opcode)) {
-        take_control(d, p, n, whole, &slice);
-    } else {
-        int rc = take_data(d, p, n, whole, &slice);
-        if (rc < 0)
-            return rc;
-    }
+    int rc = is_control(d->opcode) ? take_control(d, p, n, whole, &slice)
+                                   : take_data(d, p, n, whole, &slice);
+    if (rc < 0)
+        return rc;
     return d->remaining ? WS_NEED_MORE : finish_frame(d, slice, ev);
 }
 
@@ -340,6 +343,10 @@ int ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, size_t *consumed, s
          * (not just emptying) keeps idle connections small. */
         if (d->msg_opcode == 0)
             buf_cleanup(&d->msg);
+        if (d->ctl && !(d->stage == ST_PAYLOAD && is_control(d->opcode))) {
+            free(d->ctl);
+            d->ctl = NULL;
+        }
         rc = WS_NEED_MORE;
         while (rc == WS_NEED_MORE && pos < len) {
             if (d->stage == ST_HEADER)

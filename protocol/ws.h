@@ -97,8 +97,9 @@ struct ws_decoder {
     bool msg_compressed;
     uint64_t msg_len;
     struct utf8_state utf8;
-    uint8_t ctl[125];
-    size_t ctl_len;
+    uint8_t *ctl; /* 125 bytes, allocated only while a control frame
+                     arrives in pieces (idle connections stay small) */
+    uint8_t ctl_len;
     struct buf msg; /* reassembly buffer, allocated on demand */
 };
 
