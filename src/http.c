@@ -15,6 +15,8 @@
 #define ZLIB_CONST
 #include "http.h"
 
+#include "bevwrite.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -319,25 +321,11 @@ static void conn_flush(struct http_conn *c)
 {
     if (c->phase == PH_DEAD || !c->bev || (bufferevent_get_enabled(c->bev) & EV_WRITE))
         return;
-    struct evbuffer *out = conn_output(c);
-    if (evbuffer_get_length(out) > 0) {
-        /* The bufferevent freezes the front of its output so that nobody
-         * else drains it; this write stands in for its own. */
-        evbuffer_unfreeze(out, 1);
-        int n = evbuffer_write(out, bufferevent_getfd(c->bev));
-        int err = errno;
-        evbuffer_freeze(out, 1);
-        if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
-            conn_kill(c);
-            return;
-        }
-        if (evbuffer_get_length(out) > 0) {
-            if (bufferevent_enable(c->bev, EV_WRITE) < 0)
-                conn_kill(c);
-            return;
-        }
-    }
-    conn_drained(c);
+    int rc = bev_write_now(c->bev);
+    if (rc < 0)
+        conn_kill(c);
+    else if (rc == 0)
+        conn_drained(c);
 }
 
 /* Pops the list first: a callback run from here (on_abort, via conn_kill)

@@ -1,5 +1,7 @@
 #include "wsconn.h"
 
+#include "bevwrite.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,25 +209,11 @@ static void flush(struct wsconn *ws)
 {
     if (ws->state == ST_DONE || (bufferevent_get_enabled(ws->bev) & EV_WRITE))
         return;
-    struct evbuffer *out = output(ws);
-    if (evbuffer_get_length(out) > 0) {
-        /* The bufferevent freezes the front of its output so that nobody
-         * else drains it; this write stands in for its own. */
-        evbuffer_unfreeze(out, 1);
-        int n = evbuffer_write(out, bufferevent_getfd(ws->bev));
-        int err = errno;
-        evbuffer_freeze(out, 1);
-        if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
-            on_failure(ws, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
-            return;
-        }
-        if (evbuffer_get_length(out) > 0) {
-            if (bufferevent_enable(ws->bev, EV_WRITE) < 0)
-                on_failure(ws, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
-            return;
-        }
-    }
-    maybe_end_closing(ws);
+    int rc = bev_write_now(ws->bev);
+    if (rc < 0)
+        on_failure(ws, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
+    else if (rc == 0)
+        maybe_end_closing(ws);
 }
 
 static void flusher_run(evutil_socket_t fd, short what, void *arg)
