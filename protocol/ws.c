@@ -246,7 +246,7 @@ static int finish_frame(struct ws_decoder *d, const uint8_t *slice, struct ws_ev
 {
     reset_header(d);
     if (is_control(d->opcode))
-        return control_event(d, slice ? slice : d->ctl, ev);
+        return control_event(d, slice ? slice : d->ctl ? d->ctl : empty_payload, ev);
     if (!d->fin)
         return WS_NEED_MORE;
     return message_event(d, slice, ev);
