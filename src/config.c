@@ -463,6 +463,8 @@ struct field {
     const char *(*check)(const char *v); /* strings: NULL or why v is bad */
 };
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 struct schema {
     const struct field *fields;
     size_t n;
@@ -945,7 +947,7 @@ static const struct field tls_fields[] = {
     FIELD(struct conf_listener, "cert", T_STRING, p_tls_file, tls_cert),
     FIELD(struct conf_listener, "key", T_STRING, p_tls_file, tls_key),
 };
-static const struct schema tls_schema = {tls_fields, 2, NULL, tls_post, NULL};
+static const struct schema tls_schema = {tls_fields, ARRAY_LEN(tls_fields), NULL, tls_post, NULL};
 
 #define MAX_MS   ((long long)UINT32_MAX)
 #define MAX_SIZE ((long long)((uint64_t)SIZE_MAX > (uint64_t)INT64_MAX ? INT64_MAX : SIZE_MAX))
@@ -955,7 +957,8 @@ static const struct field listener_fields[] = {
     UINT_FIELD("port", struct conf_listener, port, 0, 65535),
     GROUP_FIELD("tls", tls_schema),
 };
-static const struct schema listener_schema = {listener_fields, 3, listener_pre, NULL, NULL};
+static const struct schema listener_schema = {listener_fields, ARRAY_LEN(listener_fields),
+                                              listener_pre, NULL, NULL};
 
 /* --- log, engine, http (their object is the whole struct sockeye_conf) --- */
 
@@ -965,7 +968,7 @@ static const struct field log_fields[] = {
     ENUM_FIELD("level", struct sockeye_conf, server.log_level, log_levels),
     BOOL_FIELD("json", struct sockeye_conf, server.log_json),
 };
-static const struct schema log_schema = {log_fields, 2, NULL, NULL, NULL};
+static const struct schema log_schema = {log_fields, ARRAY_LEN(log_fields), NULL, NULL, NULL};
 
 /* The length of a non-empty array of strings, or -1. */
 static int array_strings(struct loader *ld, config_setting_t *s, const char *what)
@@ -1041,7 +1044,8 @@ static const struct field cors_fields[] = {
     {.key = "origins", .types = T_ARRAY, .parse = p_cors_origins},
     BOOL_FIELD("credentials", struct sockeye_conf, server.cors_credentials),
 };
-static const struct schema cors_schema = {cors_fields, 2, NULL, cors_post, NULL};
+static const struct schema cors_schema = {cors_fields, ARRAY_LEN(cors_fields), NULL, cors_post,
+                                          NULL};
 
 static int output_post(struct loader *ld, config_setting_t *g, void *obj)
 {
@@ -1057,7 +1061,8 @@ static const struct field output_fields[] = {
     UINT_FIELD("soft_limit", struct sockeye_conf, server.output_soft_limit, 0, MAX_SIZE),
     UINT_FIELD("hard_limit", struct sockeye_conf, server.output_hard_limit, 0, MAX_SIZE),
 };
-static const struct schema output_schema = {output_fields, 2, NULL, output_post, NULL};
+static const struct schema output_schema = {output_fields, ARRAY_LEN(output_fields), NULL,
+                                            output_post, NULL};
 
 /* sio_config has no "enabled": recovery is off when the duration is 0. */
 static int recovery_pre(struct loader *ld, config_setting_t *g, void *obj)
@@ -1089,8 +1094,8 @@ static const struct field recovery_fields[] = {
                MAX_MS),
     BOOL_FIELD("skip_middlewares", struct sockeye_conf, server.recovery_skip_middlewares),
 };
-static const struct schema recovery_schema = {recovery_fields, 3, recovery_pre, recovery_post,
-                                              NULL};
+static const struct schema recovery_schema = {recovery_fields, ARRAY_LEN(recovery_fields),
+                                              recovery_pre, recovery_post, NULL};
 
 static const struct field engine_fields[] = {
     STRING_FIELD("path", struct sockeye_conf, server.path, check_engine_path),
@@ -1103,6 +1108,8 @@ static const struct field engine_fields[] = {
     UINT_FIELD("max_payload", struct sockeye_conf, server.max_payload, 1, MAX_SIZE),
     /* 0 would mean "the default" to socketio.c: not a value to write */
     UINT_FIELD("max_attachments", struct sockeye_conf, server.max_attachments, 1, MAX_SIZE),
+    UINT_FIELD("max_rooms_per_socket", struct sockeye_conf, server.max_rooms_per_socket, 0,
+               UINT32_MAX),
     BOOL_FIELD("per_message_deflate", struct sockeye_conf, server.per_message_deflate),
     BOOL_FIELD("http_compression", struct sockeye_conf, server.http_compression),
     STRING_FIELD("cookie", struct sockeye_conf, server.cookie, check_cookie),
@@ -1110,7 +1117,8 @@ static const struct field engine_fields[] = {
     GROUP_FIELD("output", output_schema),
     GROUP_FIELD("recovery", recovery_schema),
 };
-static const struct schema engine_schema = {engine_fields, 15, NULL, NULL, NULL};
+static const struct schema engine_schema = {engine_fields, ARRAY_LEN(engine_fields), NULL, NULL,
+                                            NULL};
 
 static const struct field http_fields[] = {
     FIELD(struct sockeye_conf, "static_root", T_STRING, p_dir, static_root),
@@ -1121,7 +1129,7 @@ static const struct field http_fields[] = {
     UINT_FIELD("idle_timeout", struct sockeye_conf, server.http_idle_timeout_ms, 1, MAX_MS),
     UINT_FIELD("max_connections", struct sockeye_conf, server.max_connections, 0, MAX_MS),
 };
-static const struct schema http_schema = {http_fields, 6, NULL, NULL, NULL};
+static const struct schema http_schema = {http_fields, ARRAY_LEN(http_fields), NULL, NULL, NULL};
 
 /* --- rooms ------------------------------------------------------------------ */
 
@@ -1154,7 +1162,8 @@ static const struct field room_fields[] = {
     STRING_FIELD("presence_event", struct conf_room, presence_event, check_emit_event),
     UINT_FIELD("history", struct conf_room, history, 0, 10000),
 };
-static const struct schema room_schema = {room_fields, 7, room_pre, room_post, NULL};
+static const struct schema room_schema = {room_fields, ARRAY_LEN(room_fields), room_pre, room_post,
+                                          NULL};
 
 /* --- conditions ------------------------------------------------------------- */
 
@@ -1190,7 +1199,7 @@ static const struct field cond_fields[] = {
     FIELD(struct conf_cond, "min_args", T_INT, p_cond_n, n, .min = 0, .max = 65535,
           .tag = COND_MIN_ARGS),
 };
-static const struct schema cond_schema = {cond_fields, 5, NULL, NULL, NULL};
+static const struct schema cond_schema = {cond_fields, ARRAY_LEN(cond_fields), NULL, NULL, NULL};
 
 /* `if` is a group; each of its keys becomes one condition, in file order. */
 static int p_conds(struct loader *ld, config_setting_t *s, const struct field *f, void *obj)
@@ -1340,8 +1349,8 @@ static const struct field action_fields[] = {
     ACTION("timeout", T_LIST, p_list, on_timeout, VERB(ACT_EMIT), ACTIONS(n_on_timeout)),
     ACTION("value", T_ANY, p_template, value, VERB(ACT_SET)),
 };
-static const struct schema action_schema = {action_fields, 16, action_pre, action_post,
-                                            action_allow};
+static const struct schema action_schema = {action_fields, ARRAY_LEN(action_fields), action_pre,
+                                            action_post, action_allow};
 
 /* --- rules ------------------------------------------------------------------ */
 
@@ -1373,7 +1382,8 @@ static const struct field rule_fields[] = {
     {.key = "if", .types = T_GROUP, .parse = p_conds, .sub = &cond_schema},
     LIST_FIELD("actions", struct conf_rule, actions, n_actions, action_schema, struct conf_action),
 };
-static const struct schema rule_schema = {rule_fields, 3, rule_pre, rule_post, NULL};
+static const struct schema rule_schema = {rule_fields, ARRAY_LEN(rule_fields), rule_pre, rule_post,
+                                          NULL};
 
 /* --- namespaces ------------------------------------------------------------- */
 
@@ -1419,8 +1429,8 @@ static const struct field namespace_fields[] = {
     LIST_FIELD("rooms", struct conf_namespace, rooms, n_rooms, room_schema, struct conf_room),
     LIST_FIELD("rules", struct conf_namespace, rules, n_rules, rule_schema, struct conf_rule),
 };
-static const struct schema namespace_schema = {namespace_fields, 7, namespace_pre, namespace_post,
-                                               NULL};
+static const struct schema namespace_schema = {namespace_fields, ARRAY_LEN(namespace_fields),
+                                               namespace_pre, namespace_post, NULL};
 
 /* --- top level ---------------------------------------------------------------- */
 
@@ -1469,7 +1479,7 @@ static const struct field top_fields[] = {
     LIST_FIELD("namespaces", struct sockeye_conf, namespaces, n_namespaces, namespace_schema,
                struct conf_namespace),
 };
-static const struct schema top_schema = {top_fields, 6, NULL, top_post, NULL};
+static const struct schema top_schema = {top_fields, ARRAY_LEN(top_fields), NULL, top_post, NULL};
 
 /* --- --set overrides ---------------------------------------------------------
  * The override path is walked in the schema and in the libconfig tree side

@@ -257,6 +257,10 @@ static enum flow do_join(struct exec *x, const struct conf_action *a)
             presence_notice(x->sock, rc, room, "join", sio_room_size(nsp, room));
         if (rc && rc->history)
             history_replay(x->r, x->sock, room);
+    } else {
+        LOG(x->r->log, LOG_DEBUG, 0, "%s: join of '%s' refused: too many rooms",
+            sio_socket_id(x->sock), room);
+        flow = FLOW_STOP;
     }
     free(room);
     return flow;

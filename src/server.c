@@ -26,6 +26,7 @@ void sio_config_init(struct sio_config *cfg)
     cfg->http_idle_timeout_ms = 60000;
     cfg->log_level = SIO_LOG_INFO;
     cfg->max_attachments = 10;
+    cfg->max_rooms_per_socket = 1000;
     cfg->recovery_skip_middlewares = true;
 }
 

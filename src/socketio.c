@@ -1311,6 +1311,10 @@ int sio_join(struct sio_socket *sock, const char *room)
     if (!sock->connected)
         return -1;
     struct adapter *a = sock->nsp->adapter;
+    /* A bound on what one client can make the server remember. */
+    unsigned max = sock->nsp->io->srv->cfg.max_rooms_per_socket;
+    if (max && sock->rs.n_rooms >= max && !a->ops->has(a, &sock->rs, room))
+        return -1;
     return a->ops->join(a, &sock->rs, room) < 0 ? -1 : 0;
 }
 

@@ -63,6 +63,7 @@ struct sio_config {
     enum sio_log_level log_level;    /* SIO_LOG_INFO */
     bool log_json;                   /* false: plain text lines on stderr */
     size_t max_attachments;          /* binary attachments per packet: 10 */
+    unsigned max_rooms_per_socket;   /* 1000; 0 = unlimited: sio_join fails past it */
     /* Connection state recovery (off when 0): how long a disconnected
      * socket's state and missed packets are kept (reference default 120000). */
     unsigned recovery_max_disconnection_ms;
@@ -259,7 +260,7 @@ int sio_broadcast_with_ack(struct sio_namespace *nsp, const struct sio_target *t
                            void *ud);
 
 /* Rooms. Returns 0 (also when already in / not in it) or -1 on allocation
- * failure. */
+ * failure or when the socket is already in max_rooms_per_socket rooms. */
 int sio_join(struct sio_socket *sock, const char *room);
 int sio_leave(struct sio_socket *sock, const char *room);
 bool sio_in_room(const struct sio_socket *sock, const char *room);

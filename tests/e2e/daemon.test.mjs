@@ -520,7 +520,7 @@ namespaces = (
     ); }
 );
 `);
-            srv = await startDaemon(file);
+            srv = await startDaemon(file, ['--set', 'engine.max_rooms_per_socket=3']);
             clients = new Clients(`http://127.0.0.1:${srv.port}`);
         });
         afterEach(() => {
@@ -533,6 +533,15 @@ namespaces = (
         });
 
         const said = (s) => s.inbox.take('said').map((it) => it.args[0]);
+
+        test('max_rooms_per_socket: a join past it is refused (the rule stops), rejoining is fine', T, async () => {
+            const a = await clients.connect('websocket');
+            for (const room of ['r1', 'r2', 'r3']) assert.equal(await ack(a, 3000, 'join', room), room);
+            await assertNoAck(a, 500, 'join', 'r4');
+            assert.equal(await ack(a, 3000, 'join', 'r2'), 'r2', 'already a member: not refused');
+            assert.equal(await ack(a, 3000, 'leave', 'r1'), 'r1');
+            assert.equal(await ack(a, 3000, 'join', 'r4'), 'r4', 'room freed by a leave');
+        });
 
         test('history: a joiner gets the last 3 room events, in order, before its join ack', T, async () => {
             const a = await clients.connect('websocket');
