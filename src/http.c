@@ -328,11 +328,12 @@ static void conn_flush(struct http_conn *c)
         conn_drained(c);
 }
 
-/* Pops the list first: a callback run from here (on_abort, via conn_kill)
- * may queue output again, which starts a new list and another run. */
-static void flush_run(evutil_socket_t fd, short what, void *arg)
+/* Empties the flush list, calling visit (may be NULL) on each connection
+ * before dropping the list's reference. The list is detached first: a
+ * callback run from visit (on_abort, via conn_kill) may queue output again,
+ * which starts a new list and another run. */
+static void flush_list_drain(struct http_server *hs, void (*visit)(struct http_conn *c))
 {
-    struct http_server *hs = arg;
     struct http_conn *list = hs->flush_list;
     hs->flush_list = NULL;
     while (list) {
@@ -340,9 +341,15 @@ static void flush_run(evutil_socket_t fd, short what, void *arg)
         list = c->next_listed;
         c->next_listed = NULL;
         c->listed = false;
-        conn_flush(c);
+        if (visit)
+            visit(c);
         conn_unref(c);
     }
+}
+
+static void flush_run(evutil_socket_t fd, short what, void *arg)
+{
+    flush_list_drain(arg, conn_flush);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -725,15 +732,7 @@ void http_server_free(struct http_server *hs)
         return;
     /* Drops the flusher's references, so that conn_kill below frees the
      * head at once: nothing of ours is on the stack. */
-    struct http_conn *list = hs->flush_list;
-    hs->flush_list = NULL;
-    while (list) {
-        struct http_conn *c = list;
-        list = c->next_listed;
-        c->next_listed = NULL;
-        c->listed = false;
-        conn_unref(c);
-    }
+    flush_list_drain(hs, NULL);
     while (hs->conns)
         conn_kill(hs->conns);
     event_free(hs->flush_ev);
