@@ -118,7 +118,7 @@ struct engine {
     uint64_t next_log_id;
     size_t path_len;
     struct ws_entry *ws_list;
-    struct wsconn_flusher *ws_flusher;  /* one write per WebSocket per loop pass */
+    struct wsconn_loop *ws_loop;        /* direct WebSocket I/O, see wsconn.h */
     struct timer_list timers[TK_COUNT]; /* [TK_NONE] stays empty */
     struct event *timer_ev;             /* fires for the earliest deadline */
     uint64_t timer_at;                  /* when timer_ev fires; 0 when not pending */
@@ -1059,7 +1059,7 @@ static struct wsconn *accept_websocket(struct engine *e, struct http_request *re
         .close_timeout_ms = 0,
         .deflate = deflate ? &dp : NULL,
         .deflate_cfg = &e->cfg.deflate,
-        .flusher = e->ws_flusher,
+        .loop = e->ws_loop,
     };
     struct wsconn *ws = transport ? wsconn_new(bev, &wc, &ws_handlers, en)
                                   : wsconn_new(bev, &wc, &probe_handlers, pe);
@@ -1436,13 +1436,13 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->log = log;
     e->deferred_ev = event_new(base, -1, 0, run_deferred, e);
     e->timer_ev = evtimer_new(base, on_engine_timer, e);
-    e->ws_flusher = wsconn_flusher_new(base);
-    if (!e->deferred_ev || !e->timer_ev || !e->ws_flusher || !crypto_ready()) {
+    e->ws_loop = wsconn_loop_new(base);
+    if (!e->deferred_ev || !e->timer_ev || !e->ws_loop || !crypto_ready()) {
         if (e->deferred_ev)
             event_free(e->deferred_ev);
         if (e->timer_ev)
             event_free(e->timer_ev);
-        wsconn_flusher_free(e->ws_flusher);
+        wsconn_loop_free(e->ws_loop);
         free(e);
         return NULL;
     }
@@ -1484,7 +1484,7 @@ void engine_free(struct engine *e)
         wsconn_abort(en->ws);
     for (int pass = 0; e->ws_list && pass < 100; pass++)
         event_base_loop(e->base, EVLOOP_NONBLOCK);
-    wsconn_flusher_free(e->ws_flusher);
+    wsconn_loop_free(e->ws_loop);
     /* Sessions still waiting for their final GET. */
     for (size_t i = 0; i < e->table_cap;) {
         struct sio_session *s = e->table[i];

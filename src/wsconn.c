@@ -1,12 +1,10 @@
 #include "wsconn.h"
 
-#include "bevwrite.h"
-
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
@@ -24,13 +22,17 @@ enum wsconn_state {
 
 #define DEFAULT_CLOSE_TIMEOUT_MS 5000u
 
-/* The decoder consumes everything it is given, so the input rarely holds
- * more than one socket read (libevent reads at most 16 KiB at a time).
- * Bounding the pullup keeps a backlog (e.g. bytes that arrived while a TLS
- * handshake or the upgrade was in progress) from being made contiguous in one
- * huge copy; a frame larger than this simply goes through the decoder's
- * reassembly buffer. */
+/* Buffered mode: the decoder consumes everything it is given, so the input
+ * rarely holds more than one socket read. Bounding the pullup keeps a backlog
+ * (e.g. bytes that arrived while a TLS handshake was in progress) from being
+ * made contiguous in one huge copy; a frame larger than this simply goes
+ * through the decoder's reassembly buffer. */
 #define PULL_MAX (64 * 1024)
+
+/* Direct mode: the size of the loop's read buffer, and so the most one
+ * readable event takes from a socket. What is left is read on the next pass
+ * (the socket stays readable), so one flooding client cannot hold the loop. */
+#define READ_MAX (64 * 1024)
 
 /* Frames up to this size are copied into the output instead of referenced:
  * an evbuffer reference costs a chain allocation plus a cleanup call, more
@@ -46,14 +48,24 @@ enum wsconn_state {
 /* A compressed frame's storage is shrunk to fit when this much is unused. */
 #define SHRINK_SLACK 1024
 
-struct wsconn_flusher {
-    struct event *ev;    /* active while list is not empty */
-    struct wsconn *list; /* connections with output queued this pass */
+struct wsconn_loop {
+    struct event *flush_ev; /* active while list is not empty */
+    struct wsconn *list;    /* connections with output queued this pass */
+    uint8_t *rbuf;          /* READ_MAX bytes: every direct read lands here */
+};
+
+/* Failure kinds for on_failure(). */
+enum {
+    FAIL_EOF = 1,
+    FAIL_ERROR = 2,
+    FAIL_TIMEOUT = 4,
 };
 
 struct wsconn {
-    struct bufferevent *bev;        /* NULL once finished (see finish) */
-    struct wsconn_flusher *flusher; /* NULL: the bufferevent writes */
+    struct bufferevent *bev;  /* buffered mode; NULL in direct mode */
+    struct event *ev;         /* direct mode: the socket's read (+ write while armed) event */
+    struct evbuffer *out;     /* output: the bufferevent's, or our own in direct mode */
+    struct wsconn_loop *loop; /* direct mode; NULL in buffered mode */
     struct wsconn *next_listed;
     struct wsconn_handlers h;
     void *arg;
@@ -65,6 +77,7 @@ struct wsconn {
     struct deflate_ctx *deflate; /* NULL without permessage-deflate */
     struct event *timer;         /* close timeout; created when a close starts */
     struct buf inflated;         /* allocated by the first compressed message */
+    struct buf early;            /* direct mode: bytes that came with the upgrade request */
     const char *end_reason;
     unsigned close_timeout_ms;
     uint16_t end_code;
@@ -72,33 +85,42 @@ struct wsconn {
     bool got_close;      /* the peer's close frame arrived, or we stopped waiting for it */
     bool by_server;      /* the close was started by wsconn_close() */
     bool decoder_failed; /* input is discarded from now on */
-    bool listed;         /* on flusher->list */
+    bool listed;         /* on loop->list */
+    bool write_armed;    /* direct mode: ev waits for writability too */
+    bool finished;       /* `closed` ran; only loop->list still holds it */
     struct ws_decoder dec;
 };
 
-static void read_cb(struct bufferevent *bev, void *arg);
-static void write_cb(struct bufferevent *bev, void *arg);
-static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void bev_read_cb(struct bufferevent *bev, void *arg);
+static void bev_write_cb(struct bufferevent *bev, void *arg);
+static void bev_event_cb(struct bufferevent *bev, short what, void *arg);
+static void direct_cb(evutil_socket_t fd, short what, void *arg);
 
-static struct evbuffer *output(const struct wsconn *ws)
+static evutil_socket_t sock_fd(const struct wsconn *ws)
 {
-    return bufferevent_get_output(ws->bev);
+    return ws->bev ? bufferevent_getfd(ws->bev) : event_get_fd(ws->ev);
+}
+
+static struct event_base *base_of(const struct wsconn *ws)
+{
+    return ws->bev ? bufferevent_get_base(ws->bev) : event_get_base(ws->ev);
 }
 
 /* Sends RST instead of FIN on close: the kernel would otherwise keep trying
  * to deliver bytes nobody is going to read. */
 static void discard_kernel_output(struct wsconn *ws)
 {
-    evutil_socket_t fd = bufferevent_getfd(ws->bev);
+    evutil_socket_t fd = sock_fd(ws);
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     if (fd >= 0)
         (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
-/* Every ending goes through here and `closed` runs from the bufferevent's
- * deferred event callback: never inside a call made by the owner, and never
- * while read_cb is still looking at the connection. Deferring through the
- * bufferevent needs no allocation, so it cannot fail. */
+/* Every ending goes through here and `closed` runs from a deferred callback
+ * (the bufferevent's event callback, or the direct event made active):
+ * never inside a call made by the owner, and never while a read callback is
+ * still looking at the connection. Neither needs an allocation, so ending
+ * cannot fail. */
 static void end(struct wsconn *ws, uint16_t code, const char *reason, bool reset)
 {
     if (ws->state == ST_DONE)
@@ -108,25 +130,40 @@ static void end(struct wsconn *ws, uint16_t code, const char *reason, bool reset
     ws->end_reason = reason;
     if (ws->timer)
         event_del(ws->timer);
-    bufferevent_disable(ws->bev, EV_READ | EV_WRITE);
     if (reset)
         discard_kernel_output(ws);
-    bufferevent_trigger_event(ws->bev, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+    if (ws->bev) {
+        bufferevent_disable(ws->bev, EV_READ | EV_WRITE);
+        bufferevent_trigger_event(ws->bev, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+    } else {
+        event_del(ws->ev);
+        event_active(ws->ev, EV_READ, 0);
+    }
 }
 
 static void finish(struct wsconn *ws)
 {
     if (ws->h.closed)
         ws->h.closed(ws, ws->end_code, ws->end_reason, ws->arg);
-    bufferevent_free(ws->bev);
-    ws->bev = NULL;
+    if (ws->bev) {
+        bufferevent_free(ws->bev);
+        ws->bev = NULL;
+    } else {
+        evutil_socket_t fd = event_get_fd(ws->ev);
+        event_free(ws->ev);
+        evutil_closesocket(fd);
+        evbuffer_free(ws->out);
+    }
+    ws->out = NULL;
+    ws->finished = true;
     if (ws->timer)
         event_free(ws->timer);
     ws_decoder_cleanup(&ws->dec);
     deflate_ctx_free(ws->deflate);
     buf_cleanup(&ws->inflated);
-    /* A singly linked list cannot give it up early: the flusher frees it
-     * when it gets there. */
+    buf_cleanup(&ws->early);
+    /* A singly linked list cannot give it up early: the loop frees it when
+     * its flush gets there. */
     if (!ws->listed)
         free(ws);
 }
@@ -141,7 +178,7 @@ static void fail_nomem(struct wsconn *ws)
  * holds). */
 static void maybe_end_closing(struct wsconn *ws)
 {
-    if (ws->state == ST_CLOSING && ws->got_close && evbuffer_get_length(output(ws)) == 0)
+    if (ws->state == ST_CLOSING && ws->got_close && evbuffer_get_length(ws->out) == 0)
         end(ws, ws->end_code, ws->end_reason, false);
 }
 
@@ -157,7 +194,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 static bool arm_timer(struct wsconn *ws)
 {
     if (!ws->timer) {
-        ws->timer = evtimer_new(bufferevent_get_base(ws->bev), timer_cb, ws);
+        ws->timer = evtimer_new(base_of(ws), timer_cb, ws);
         if (!ws->timer)
             return false;
     }
@@ -166,111 +203,135 @@ static bool arm_timer(struct wsconn *ws)
     return evtimer_add(ws->timer, &tv) == 0;
 }
 
-/* The peer went away or the socket failed (what: BEV_EVENT_* flags). */
-static void on_failure(struct wsconn *ws, short what)
+/* The peer went away or the socket failed (what: FAIL_*). */
+static void on_failure(struct wsconn *ws, int what)
 {
     if (ws->state == ST_CLOSING)
         end(ws, ws->end_code, ws->end_reason, false);
-    else if (what & BEV_EVENT_TIMEOUT)
+    else if (what & FAIL_TIMEOUT)
         end(ws, WS_CLOSE_ABNORMAL, "timeout", true);
-    else if (what & BEV_EVENT_EOF)
+    else if (what & FAIL_EOF)
         end(ws, WS_CLOSE_ABNORMAL, "connection lost", false);
-    else if (what & BEV_EVENT_ERROR)
+    else
         end(ws, WS_CLOSE_ABNORMAL, "I/O error", true);
 }
 
-/* Only a plain socket bufferevent may be written to behind libevent's back:
- * a TLS one would put plaintext on the wire, and filters and pairs have no
- * socket of their own. */
+/* Only a plain socket may be taken over from its bufferevent: a TLS one
+ * carries ciphertext, and filters and pairs have no socket of their own. */
 static bool is_plain_socket(struct bufferevent *bev)
 {
     return bufferevent_getfd(bev) >= 0 && !bufferevent_get_underlying(bev) &&
            !bufferevent_openssl_get_ssl(bev);
 }
 
-/* Called after anything is queued. While the write event is armed the
- * socket is known to be full and libevent is already waiting on it. */
-static void schedule_flush(struct wsconn *ws)
+/* Direct mode: watch the socket for reading, and for writing too while the
+ * kernel refuses output. Returns -1 when the event could not be re-added. */
+static int set_write_interest(struct wsconn *ws, bool on)
 {
-    struct wsconn_flusher *f = ws->flusher;
-    if (!f || ws->listed || (bufferevent_get_enabled(ws->bev) & EV_WRITE))
-        return;
-    ws->listed = true;
-    ws->next_listed = f->list;
-    if (!f->list)
-        event_active(f->ev, EV_WRITE, 0);
-    f->list = ws;
+    evutil_socket_t fd = event_get_fd(ws->ev);
+    struct event_base *base = event_get_base(ws->ev);
+    short what = EV_READ | EV_PERSIST | (on ? EV_WRITE : 0);
+    event_del(ws->ev);
+    if (event_assign(ws->ev, base, fd, what, direct_cb, ws) < 0 || event_add(ws->ev, NULL) < 0)
+        return -1;
+    ws->write_armed = on;
+    return 0;
 }
 
-/* One writev of everything queued. The write event is armed only when the
- * kernel refused part of it; write_cb disarms it once libevent has written
- * the rest. */
+/* Called after anything is queued. Buffered mode: the bufferevent writes.
+ * Direct mode: listed for the end of the pass, unless the write event is
+ * armed (the socket is known to be full and the event will write). */
+static void schedule_flush(struct wsconn *ws)
+{
+    struct wsconn_loop *l = ws->loop;
+    if (!l || ws->listed || ws->write_armed)
+        return;
+    ws->listed = true;
+    ws->next_listed = l->list;
+    if (!l->list)
+        event_active(l->flush_ev, EV_WRITE, 0);
+    l->list = ws;
+}
+
+/* Direct mode: one writev of everything queued (writev, not sendmsg, so that
+ * the kernel's per-process write count in /proc/PID/io stays meaningful);
+ * what the kernel refuses waits for the write event. */
 static void flush(struct wsconn *ws)
 {
-    if (ws->state == ST_DONE || (bufferevent_get_enabled(ws->bev) & EV_WRITE))
+    if (evbuffer_get_length(ws->out) > 0 && evbuffer_write(ws->out, event_get_fd(ws->ev)) < 0 &&
+        errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        on_failure(ws, FAIL_ERROR);
         return;
-    int rc = bev_write_now(ws->bev);
-    if (rc < 0)
-        on_failure(ws, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
-    else if (rc == 0)
+    }
+    bool rest = evbuffer_get_length(ws->out) > 0;
+    if (rest != ws->write_armed && set_write_interest(ws, rest) < 0) {
+        fail_nomem(ws);
+        return;
+    }
+    if (!rest)
         maybe_end_closing(ws);
 }
 
-static void flusher_run(evutil_socket_t fd, short what, void *arg)
+static void loop_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wsconn_flusher *f = arg;
-    struct wsconn *list = f->list;
+    struct wsconn_loop *l = arg;
+    struct wsconn *list = l->list;
     /* Nothing below queues output or finishes a connection (endings are
      * deferred), so the detached list stays valid. */
-    f->list = NULL;
+    l->list = NULL;
     while (list) {
         struct wsconn *ws = list;
         list = ws->next_listed;
         ws->next_listed = NULL;
         ws->listed = false;
-        if (ws->bev)
-            flush(ws);
-        else
+        if (ws->finished)
             free(ws);
+        else if (ws->state != ST_DONE && !ws->write_armed)
+            flush(ws);
     }
 }
 
-struct wsconn_flusher *wsconn_flusher_new(struct event_base *base)
+struct wsconn_loop *wsconn_loop_new(struct event_base *base)
 {
-    struct wsconn_flusher *f = calloc(1, sizeof(*f));
-    if (!f)
+    struct wsconn_loop *l = calloc(1, sizeof(*l));
+    if (!l)
         return NULL;
-    f->ev = event_new(base, -1, 0, flusher_run, f);
-    if (!f->ev) {
-        free(f);
+    l->flush_ev = event_new(base, -1, 0, loop_flush_cb, l);
+    l->rbuf = malloc(READ_MAX);
+    if (!l->flush_ev || !l->rbuf) {
+        if (l->flush_ev)
+            event_free(l->flush_ev);
+        free(l->rbuf);
+        free(l);
         return NULL;
     }
-    return f;
+    return l;
 }
 
-void wsconn_flusher_free(struct wsconn_flusher *f)
+void wsconn_loop_free(struct wsconn_loop *l)
 {
-    if (!f)
+    if (!l)
         return;
     /* Only finished connections can still be listed (see finish). */
-    struct wsconn *list = f->list;
+    struct wsconn *list = l->list;
     while (list) {
         struct wsconn *ws = list;
         list = ws->next_listed;
         ws->next_listed = NULL;
         ws->listed = false;
-        if (!ws->bev)
+        if (ws->finished)
             free(ws);
     }
-    event_free(f->ev);
-    free(f);
+    event_free(l->flush_ev);
+    free(l->rbuf);
+    free(l);
 }
 
 /* True (and the connection is being aborted) when size more bytes would push
  * the output past the hard limit. */
 static bool over_hard_limit(struct wsconn *ws, size_t size)
 {
-    size_t queued = evbuffer_get_length(output(ws));
+    size_t queued = evbuffer_get_length(ws->out);
     if (!ws->out_hard || (queued <= ws->out_hard && size <= ws->out_hard - queued))
         return false;
     end(ws, WS_CLOSE_POLICY, "slow consumer", true);
@@ -282,7 +343,7 @@ static int queue_copy(struct wsconn *ws, enum ws_opcode op, const void *data, si
 {
     uint8_t hdr[WS_MAX_HEADER];
     size_t hlen = ws_header_encode(hdr, op, false, len);
-    struct evbuffer *out = output(ws);
+    struct evbuffer *out = ws->out;
     if (evbuffer_expand(out, hlen + len) < 0 || evbuffer_add(out, hdr, hlen) < 0 ||
         evbuffer_add(out, data, len) < 0)
         return -1;
@@ -319,7 +380,7 @@ static int send_compressed(struct wsconn *ws, enum ws_opcode op, const uint8_t *
         return WSCONN_CLOSED;
     }
     memcpy(b.data + off, hdr, hlen);
-    struct evbuffer *out = output(ws);
+    struct evbuffer *out = ws->out;
     int rc;
     if (hlen + clen <= COPY_MAX) {
         rc = evbuffer_add(out, b.data + off, hlen + clen);
@@ -372,7 +433,7 @@ int wsconn_send_packet(struct wsconn *ws, struct outpacket *p)
 {
     if (ws->state != ST_OPEN)
         return WSCONN_CLOSED;
-    struct evbuffer *out = output(ws);
+    struct evbuffer *out = ws->out;
     /* Checked before compressing: a dropped message must not have gone
      * through a compressor whose context the peer shares. */
     if (p->is_volatile && evbuffer_get_length(out) > ws->out_soft)
@@ -411,7 +472,7 @@ static void start_closing(struct wsconn *ws, uint16_t send_code, const char *sen
     buf_init(&frame);
     int rc = ws_close_encode(&frame, send_code, send_reason);
     if (rc == 0)
-        rc = evbuffer_add(output(ws), frame.data, frame.len);
+        rc = evbuffer_add(ws->out, frame.data, frame.len);
     buf_cleanup(&frame);
     if (rc < 0 || !arm_timer(ws)) {
         fail_nomem(ws);
@@ -559,6 +620,7 @@ static size_t decode_chunk(struct wsconn *ws, uint8_t *in, size_t len)
     return off;
 }
 
+/* Buffered mode: decodes and drains the bufferevent's input. */
 static void decode_input(struct wsconn *ws, struct evbuffer *in)
 {
     size_t avail;
@@ -577,76 +639,18 @@ static void decode_input(struct wsconn *ws, struct evbuffer *in)
     }
 }
 
-/* One readv into the input, for at most max bytes. Returns the bytes read;
- * 0 when none are waiting, or when the read ended the connection (EOF or an
- * error, reported as libevent would have). */
-static size_t read_more(struct wsconn *ws, struct evbuffer *in, size_t max)
+static void bev_read_cb(struct bufferevent *bev, void *arg)
 {
-    struct evbuffer_iovec v[2];
-    struct iovec iov[2];
-    /* The bufferevent freezes the end of its input against anyone but
-     * itself adding to it; this read stands in for its own. */
-    evbuffer_unfreeze(in, 0);
-    int nv = evbuffer_reserve_space(in, (ev_ssize_t)max, v, 2);
-    ssize_t n = -1;
-    int err = EAGAIN;
-    if (nv > 0) {
-        for (int i = 0; i < nv; i++) {
-            iov[i].iov_base = v[i].iov_base;
-            iov[i].iov_len = v[i].iov_len < max ? v[i].iov_len : max;
-            max -= iov[i].iov_len;
-        }
-        n = readv(bufferevent_getfd(ws->bev), iov, nv);
-        err = errno;
-    }
-    int used = 0;
-    for (size_t left = n > 0 ? (size_t)n : 0; left > 0; used++) {
-        v[used].iov_len = left < v[used].iov_len ? left : v[used].iov_len;
-        left -= v[used].iov_len;
-    }
-    if (nv > 0)
-        evbuffer_commit_space(in, v, used);
-    evbuffer_freeze(in, 0);
-    if (n == 0)
-        on_failure(ws, BEV_EVENT_READING | BEV_EVENT_EOF);
-    else if (n < 0 && nv > 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR)
-        on_failure(ws, BEV_EVENT_READING | BEV_EVENT_ERROR);
-    return n > 0 ? (size_t)n : 0;
-}
-
-/* libevent 2.1 reads at most 4 KiB per readable event (evbuffer_read's
- * cap), though it allows a bufferevent more per callback
- * (bufferevent_get_max_single_read, 16 KiB by default). A client sending a
- * burst would have it decoded 4 KiB per loop pass, and what it broadcasts
- * written out in as many small writes. So on a flusher, a read that came
- * back full is followed by one more, without libevent's FIONREAD ioctl,
- * for the rest of the budget. */
-#define LIBEVENT_READ_MAX 4096
-
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    struct wsconn *ws = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    bool full = evbuffer_get_length(in) >= LIBEVENT_READ_MAX;
-    decode_input(ws, in);
-    if (!ws->flusher || !full || ws->state == ST_DONE)
-        return;
-    ev_ssize_t budget = bufferevent_get_max_single_read(bev);
-    if (budget > LIBEVENT_READ_MAX && read_more(ws, in, (size_t)budget - LIBEVENT_READ_MAX) > 0)
-        decode_input(ws, in);
+    decode_input(arg, bufferevent_get_input(bev));
 }
 
 /* The output is empty. */
-static void write_cb(struct bufferevent *bev, void *arg)
+static void bev_write_cb(struct bufferevent *bev, void *arg)
 {
-    struct wsconn *ws = arg;
-    /* libevent wrote what the flusher could not: the flusher takes over. */
-    if (ws->flusher)
-        bufferevent_disable(bev, EV_WRITE);
-    maybe_end_closing(ws);
+    maybe_end_closing(arg);
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct wsconn *ws = arg;
     if (ws->state == ST_DONE) {
@@ -654,8 +658,75 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     /* BEV_EVENT_CONNECTED (a TLS handshake finishing) needs nothing. */
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-        on_failure(ws, what);
+    if (what & BEV_EVENT_TIMEOUT)
+        on_failure(ws, FAIL_TIMEOUT);
+    else if (what & BEV_EVENT_EOF)
+        on_failure(ws, FAIL_EOF);
+    else if (what & BEV_EVENT_ERROR)
+        on_failure(ws, FAIL_ERROR);
+}
+
+/* Direct mode: one recv into the loop's buffer, decoded in place. The
+ * decoder consumes every byte it is given (partial frames go to its own
+ * buffers), so nothing has to stay in the shared buffer after the call. */
+static void on_readable(struct wsconn *ws)
+{
+    if (ws->early.len > 0) {
+        decode_chunk(ws, ws->early.data, ws->early.len);
+        buf_cleanup(&ws->early);
+        if (ws->state == ST_DONE)
+            return;
+    }
+    ssize_t n;
+    do
+        n = recv(event_get_fd(ws->ev), ws->loop->rbuf, READ_MAX, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0 && !ws->decoder_failed)
+        decode_chunk(ws, ws->loop->rbuf, (size_t)n);
+    else if (n == 0)
+        on_failure(ws, FAIL_EOF);
+    else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        on_failure(ws, FAIL_ERROR);
+}
+
+static void direct_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wsconn *ws = arg;
+    if (ws->state == ST_DONE) {
+        finish(ws);
+        return;
+    }
+    if (what & EV_WRITE)
+        flush(ws);
+    if ((what & EV_READ) && ws->state != ST_DONE)
+        on_readable(ws);
+}
+
+/* Direct mode: takes bev's socket and what its buffers hold, then frees it.
+ * Returns -1 on allocation failure (bev still owned by the caller). */
+static int take_socket(struct wsconn *ws, struct bufferevent *bev, struct wsconn_loop *l)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t early = evbuffer_get_length(in);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    ws->out = evbuffer_new();
+    ws->ev = event_new(bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST, direct_cb, ws);
+    if (!ws->out || !ws->ev ||
+        (early > 0 && buf_append(&ws->early, evbuffer_pullup(in, -1), early) < 0)) {
+        if (ws->ev)
+            event_free(ws->ev);
+        if (ws->out)
+            evbuffer_free(ws->out);
+        buf_cleanup(&ws->early);
+        return -1;
+    }
+    /* Detaching the socket also unfreezes the bufferevent's buffers, so its
+     * output (the 101 response) can move to ours. */
+    bufferevent_setfd(bev, -1);
+    evbuffer_add_buffer(ws->out, bufferevent_get_output(bev));
+    bufferevent_free(bev);
+    ws->loop = l;
+    return 0;
 }
 
 struct wsconn *wsconn_new(struct bufferevent *bev, const struct wsconn_config *cfg,
@@ -666,6 +737,8 @@ struct wsconn *wsconn_new(struct bufferevent *bev, const struct wsconn_config *c
         bufferevent_free(bev);
         return NULL;
     }
+    buf_init(&ws->inflated);
+    buf_init(&ws->early);
     if (cfg->deflate) {
         struct deflate_config dflt;
         const struct deflate_config *dcfg = cfg->deflate_cfg;
@@ -681,8 +754,17 @@ struct wsconn *wsconn_new(struct bufferevent *bev, const struct wsconn_config *c
         }
         ws->deflate_threshold = dcfg->threshold;
     }
-    ws->bev = bev;
-    ws->flusher = cfg->flusher && is_plain_socket(bev) ? cfg->flusher : NULL;
+    if (cfg->loop && is_plain_socket(bev)) {
+        if (take_socket(ws, bev, cfg->loop) < 0) {
+            deflate_ctx_free(ws->deflate);
+            free(ws);
+            bufferevent_free(bev);
+            return NULL;
+        }
+    } else {
+        ws->bev = bev;
+        ws->out = bufferevent_get_output(bev);
+    }
     ws->h = *h;
     ws->arg = arg;
     ws->max_message = cfg->max_message;
@@ -690,24 +772,27 @@ struct wsconn *wsconn_new(struct bufferevent *bev, const struct wsconn_config *c
     ws->out_hard = cfg->out_hard;
     ws->close_timeout_ms = cfg->close_timeout_ms ? cfg->close_timeout_ms : DEFAULT_CLOSE_TIMEOUT_MS;
     ws->state = ST_OPEN;
-    buf_init(&ws->inflated);
     struct ws_decoder_config dc = {.max_message = cfg->max_message,
                                    .allow_rsv1 = cfg->deflate != NULL};
     ws_decoder_init(&ws->dec, &dc);
 
-    bufferevent_setcb(bev, read_cb, write_cb, event_cb, ws);
-    /* write_cb signals "output fully flushed", which needs a low watermark
-     * of 0; a high read watermark would only delay reading. */
-    bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
-    if (ws->flusher) {
-        bufferevent_disable(bev, EV_WRITE);
-        bufferevent_enable(bev, EV_READ);
-        /* e.g. the HTTP 101 response */
-        if (evbuffer_get_length(output(ws)) > 0)
+    if (!ws->bev) {
+        if (event_add(ws->ev, NULL) < 0) {
+            /* Nothing was delivered yet: end it like any other failure. */
+            fail_nomem(ws);
+            return ws;
+        }
+        if (ws->early.len > 0)
+            event_active(ws->ev, EV_READ, 0);
+        if (evbuffer_get_length(ws->out) > 0)
             schedule_flush(ws);
-    } else {
-        bufferevent_enable(bev, EV_READ | EV_WRITE);
+        return ws;
     }
+    bufferevent_setcb(bev, bev_read_cb, bev_write_cb, bev_event_cb, ws);
+    /* bev_write_cb signals "output fully flushed", which needs a low
+     * watermark of 0; a high read watermark would only delay reading. */
+    bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
     return ws;
@@ -721,7 +806,7 @@ void wsconn_set_handlers(struct wsconn *ws, const struct wsconn_handlers *h, voi
 
 size_t wsconn_output_bytes(const struct wsconn *ws)
 {
-    return evbuffer_get_length(output(ws));
+    return evbuffer_get_length(ws->out);
 }
 
 bool wsconn_is_closing(const struct wsconn *ws)

@@ -1,9 +1,9 @@
-/* wsconn: one server-side WebSocket connection on a bufferevent, after the
- * HTTP 101 response has been queued.
+/* wsconn: one server-side WebSocket connection, handed over on its
+ * bufferevent after the HTTP 101 response has been queued.
  *
  * Reads frames with protocol/ws (and protocol/deflate when permessage-deflate
  * was negotiated), answers pings, runs the close handshake, and writes
- * frames. Output is bounded: the bytes queued in the bufferevent's output are
+ * frames. Output is bounded: the bytes queued for writing are
  * compared with a soft limit (volatile packets are dropped above it) and a
  * hard limit (the connection is closed with 1008 "slow consumer" when a send
  * would go past it).
@@ -15,13 +15,17 @@
  * it returns. Peer close, protocol errors, I/O errors and timeouts also end in
  * `closed`. Event-loop thread only.
  *
- * I/O: given a flusher (below), a plain-socket connection writes its output
- * itself, once per event-loop pass, and leaves only what the kernel refuses
- * to the bufferevent's write event. It also tops up a full 4 KiB read by
- * libevent with one read of its own, up to the bufferevent's
- * bufferevent_get_max_single_read() (16 KiB by default), so that a client's
- * burst is decoded, and what it broadcasts written, in fewer loop passes.
- * Otherwise (TLS, no flusher) the bufferevent reads and writes as usual.
+ * I/O has two modes.
+ * - Direct (a plain-socket bufferevent and a wsconn_loop given): the wsconn
+ *   takes the socket over from the bufferevent, which it frees at once. One
+ *   event watches the socket; a readable event is one recv(2) into the loop's
+ *   shared read buffer, decoded in place; output queued during a loop pass
+ *   leaves in one writev at the end of the pass, and the write event is armed
+ *   only while the kernel refuses bytes. Why not the bufferevent: libevent's
+ *   socket read asks the kernel how much is waiting (an ioctl) before every
+ *   read, and a bufferevent with its two buffers is most of an idle
+ *   connection's memory (tests/bench/README.md has the numbers).
+ * - Buffered (TLS, or no loop): the bufferevent reads and writes as usual.
  */
 #ifndef SOCKEYE_WSCONN_H
 #define SOCKEYE_WSCONN_H
@@ -37,20 +41,18 @@
 
 struct wsconn;
 
-/* One per event base, shared by its connections. A connection that queued
- * output during a loop pass is listed; at the end of the pass (an active
- * event) the flusher writes each listed connection's whole output with one
- * writev. The write event (an epoll_ctl to arm it, another to disarm it) is
- * armed only when the kernel did not take everything, and disarmed once the
- * bufferevent has drained the rest. */
-struct wsconn_flusher;
+/* What the direct-mode connections of one event base share: the read buffer
+ * (64 KiB) and the list of connections that queued output during the current
+ * loop pass, written at the end of the pass (an active event) with one
+ * writev each. */
+struct wsconn_loop;
 
 /* NULL on allocation failure. */
-struct wsconn_flusher *wsconn_flusher_new(struct event_base *base);
+struct wsconn_loop *wsconn_loop_new(struct event_base *base);
 
 /* Call once every connection created with it has ended (its `closed` ran),
  * before the event base is freed. NULL is a no-op. */
-void wsconn_flusher_free(struct wsconn_flusher *f);
+void wsconn_loop_free(struct wsconn_loop *l);
 
 struct wsconn_config {
     size_t max_message;        /* received message limit (-> close 1009); 0 = none */
@@ -60,15 +62,17 @@ struct wsconn_config {
     /* permessage-deflate: NULL when not negotiated. Copied. */
     const struct deflate_params *deflate;
     const struct deflate_config *deflate_cfg;
-    /* Writes through this flusher; NULL: the bufferevent writes. Ignored
-     * (the bufferevent writes) unless bev is a plain socket bufferevent:
-     * TLS, filter and pair bufferevents always write through libevent. */
-    struct wsconn_flusher *flusher;
+    /* Direct mode on this loop; NULL: buffered mode. Ignored (buffered
+     * mode) unless bev is a plain socket bufferevent: TLS, filter and pair
+     * bufferevents always do their own I/O. */
+    struct wsconn_loop *loop;
 };
 
 struct wsconn_handlers {
     /* A complete message (inflated if compressed; text is valid UTF-8). data is
-     * valid during the call only (it may point into a buffer that is reused). */
+     * valid during the call only (it may point into a buffer that is reused).
+     * The handler may send and close, but must not run the event loop (a
+     * direct connection's data may be in the loop's shared read buffer). */
     void (*message)(struct wsconn *ws, const uint8_t *data, size_t len, bool binary, void *arg);
     /* The connection is finished. code: the close code sent or received
      * (1006 when the TCP connection simply ended), reason: a static English
@@ -79,9 +83,10 @@ struct wsconn_handlers {
 };
 
 /* Takes ownership of bev (its input may already hold frame bytes that
- * arrived with the upgrade request: they are processed from the event loop,
- * not inside this call). Returns NULL on allocation failure (bev is then
- * freed). */
+ * arrived with the upgrade request, and its output the HTTP 101 response:
+ * input is processed from the event loop, not inside this call). In direct
+ * mode bev is freed here and its socket kept. Returns NULL on allocation
+ * failure (bev and its socket are then freed). */
 struct wsconn *wsconn_new(struct bufferevent *bev, const struct wsconn_config *cfg,
                           const struct wsconn_handlers *h, void *arg);
 

@@ -46,8 +46,8 @@ enum action {
     ACT_ECHO_ABORT, /* wsconn_send the message back, then wsconn_abort */
 };
 
-/* Set for the groups whose connections write through a flusher. */
-static bool use_flusher;
+/* Set for the groups whose connections run in direct mode (a wsconn_loop). */
+static bool use_loop;
 
 struct msg {
     uint8_t *data;
@@ -61,8 +61,7 @@ struct fx {
     struct bufferevent *tls; /* TLS tests: the client's end, on cfd */
     bool tls_eof;
     int sfd;
-    struct bufferevent *bev; /* the server's end, while the wsconn lives */
-    struct wsconn_flusher *flusher;
+    struct wsconn_loop *loop;
     struct wsconn *ws;
     enum action action;
     int in_new; /* set while wsconn_new runs */
@@ -177,9 +176,9 @@ static void fx_init(struct fx *fx)
     set_nonblock(fx->sfd);
     set_nonblock(fx->cfd);
     buf_init(&fx->rx);
-    if (use_flusher) {
-        fx->flusher = wsconn_flusher_new(fx->base);
-        assert_non_null(fx->flusher);
+    if (use_loop) {
+        fx->loop = wsconn_loop_new(fx->base);
+        assert_non_null(fx->loop);
     }
 }
 
@@ -193,8 +192,7 @@ static struct bufferevent *fx_bev(struct fx *fx)
 static void fx_attach(struct fx *fx, struct bufferevent *bev, const struct wsconn_config *cfg)
 {
     struct wsconn_config c = *cfg;
-    c.flusher = fx->flusher;
-    fx->bev = bev;
+    c.loop = fx->loop;
     fx->in_new = 1;
     fx->ws = wsconn_new(bev, &c, &handlers, fx);
     fx->in_new = 0;
@@ -232,7 +230,7 @@ static void fx_done(struct fx *fx)
         bufferevent_free(fx->tls);
     else
         close(fx->cfd);
-    wsconn_flusher_free(fx->flusher);
+    wsconn_loop_free(fx->loop);
     event_base_free(fx->base);
 }
 
@@ -1393,10 +1391,10 @@ static void test_idle_connection_memory(void **state)
     struct event_base *base = event_base_new();
     assert_non_null(base);
     /* One per event base, not part of any connection. */
-    struct wsconn_flusher *flusher = NULL;
-    if (use_flusher) {
-        flusher = wsconn_flusher_new(base);
-        assert_non_null(flusher);
+    struct wsconn_loop *loop = NULL;
+    if (use_loop) {
+        loop = wsconn_loop_new(base);
+        assert_non_null(loop);
     }
     size_t before = heap_in_use();
     for (int i = 0; i < N; i++) {
@@ -1406,7 +1404,7 @@ static void test_idle_connection_memory(void **state)
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
         fx[i].sfd = sv[0];
         fx[i].cfd = sv[1];
-        fx[i].flusher = flusher;
+        fx[i].loop = loop;
         set_nonblock(sv[0]);
         set_nonblock(sv[1]);
         fx_attach(&fx[i], fx_bev(&fx[i]), &plain_cfg);
@@ -1434,12 +1432,12 @@ static void test_idle_connection_memory(void **state)
         buf_cleanup(&fx[i].rx);
         close(fx[i].cfd);
     }
-    wsconn_flusher_free(flusher);
+    wsconn_loop_free(loop);
     event_base_free(base);
 #endif
 }
 
-/* ---- the flusher ---- */
+/* ---- direct mode ---- */
 
 /* write(2)-family calls this process has made; -1 where /proc cannot say. */
 static long write_calls(void)
@@ -1462,14 +1460,31 @@ static void one_pass(struct fx *fx)
     event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
+struct armed_probe {
+    evutil_socket_t fd;
+    bool write;
+};
+
+static int find_write_event(const struct event_base *base, const struct event *ev, void *arg)
+{
+    struct armed_probe *p = arg;
+    if (event_get_fd(ev) == p->fd && (event_get_events(ev) & EV_WRITE) &&
+        event_pending(ev, EV_WRITE, NULL))
+        p->write = true;
+    return 0;
+}
+
+/* Is any event of the base waiting for the server's socket to be writable? */
 static bool write_armed(const struct fx *fx)
 {
-    return (bufferevent_get_enabled(fx->bev) & EV_WRITE) != 0;
+    struct armed_probe p = {.fd = fx->sfd, .write = false};
+    event_base_foreach_event(fx->base, find_write_event, &p);
+    return p.write;
 }
 
 /* Everything queued during a pass goes out in one writev at its end, and
  * the write event is never armed. */
-static void test_flusher_one_write_per_pass(void **state)
+static void test_direct_one_write_per_pass(void **state)
 {
     struct fx fx;
     fx_open(&fx, &plain_cfg);
@@ -1500,9 +1515,9 @@ static void test_flusher_one_write_per_pass(void **state)
     fx_done(&fx);
 }
 
-/* What the kernel does not take is left to libevent's write event, which is
+/* What the kernel does not take waits for the write event, which is
  * disarmed again once the output has drained. */
-static void test_flusher_backpressure(void **state)
+static void test_direct_backpressure(void **state)
 {
     struct fx fx;
     fx_init(&fx);
@@ -1523,10 +1538,14 @@ static void test_flusher_backpressure(void **state)
     assert_int_equal(wsconn_send(fx.ws, false, "after", 5), WSCONN_OK);
     pump(&fx);
     assert_true(write_armed(&fx));
+    /* Messages still arrive while the output is blocked. */
+    send_frame(&fx, FIN | WS_OP_TEXT, "in", 2);
+    pump_messages(&fx, 1);
+    assert_msg(&fx, 0, "in", 2, false);
     expect_frame(&fx, WS_OP_BINARY, big, len);
     expect_frame(&fx, WS_OP_TEXT, "after", 5);
-    /* The last byte was written by libevent, which then reported the
-     * output drained. */
+    /* The last byte was written by the write event, which was then
+     * disarmed. */
     assert_int_equal(wsconn_output_bytes(fx.ws), 0);
     assert_false(write_armed(&fx));
     long before = write_calls();
@@ -1540,9 +1559,9 @@ static void test_flusher_backpressure(void **state)
     free(big);
 }
 
-/* Our close frame leaves through the flusher; the connection ends after
+/* Our close frame leaves at the end of the pass; the connection ends after
  * the peer's close frame and the flush, whichever comes last. */
-static void test_flusher_close_after_flush(void **state)
+static void test_direct_close_after_flush(void **state)
 {
     struct fx fx;
     fx_open(&fx, &plain_cfg);
@@ -1559,7 +1578,7 @@ static void test_flusher_close_after_flush(void **state)
 }
 
 /* Sends to a peer that has gone: the failed write ends the connection. */
-static void test_flusher_write_error(void **state)
+static void test_direct_write_error(void **state)
 {
     struct fx fx;
     fx_open(&fx, &plain_cfg);
@@ -1586,48 +1605,119 @@ static void burst(struct buf *b, int n)
     assert_int_equal(b->len, (size_t)n * 128);
 }
 
-/* A burst larger than libevent's 4 KiB read is taken up to the read budget
- * (16 KiB) in one loop pass. */
-static void test_flusher_reads_burst_in_one_pass(void **state)
+/* A burst is taken with one read in one loop pass: every message of it is
+ * delivered, and what it made the server send leaves in one writev. */
+static void test_direct_reads_burst_in_one_pass(void **state)
 {
     struct fx fx;
-    fx_open(&fx, &plain_cfg);
+    fx_init(&fx);
+    int big = 256 * 1024; /* so the whole burst is waiting at once */
+    assert_int_equal(setsockopt(fx.cfd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)), 0);
+    fx_attach(&fx, fx_bev(&fx), &plain_cfg);
+    fx.action = ACT_ECHO;
     struct buf b;
     buf_init(&b);
-    burst(&b, 120); /* 15360 bytes */
+    burst(&b, 200); /* 25600 bytes */
     client_write(&fx, b.data, b.len);
+    long before = write_calls();
     one_pass(&fx);
-    assert_int_equal(fx.nmsgs, 120);
+    assert_int_equal(fx.nmsgs, 200);
     char last[122];
-    memset(last, 'a' + 119 % 26, sizeof(last));
-    assert_msg(&fx, 119, last, sizeof(last), false);
+    memset(last, 'a' + 199 % 26, sizeof(last));
+    assert_msg(&fx, 199, last, sizeof(last), false);
+    if (before >= 0)
+        assert_int_equal(write_calls() - before, 1);
     fx_done(&fx);
     buf_cleanup(&b);
 }
 
-/* The extra read can be the one that finds the end of the stream. */
-static void test_flusher_read_finds_eof(void **state)
+/* A flooding client gets at most the loop's read buffer (64 KiB) per pass;
+ * the rest is read in later passes, and nothing is lost. */
+static void test_direct_read_bounded_per_pass(void **state)
+{
+    struct fx fx;
+    fx_init(&fx);
+    int big = 512 * 1024;
+    assert_int_equal(setsockopt(fx.cfd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)), 0);
+    fx_attach(&fx, fx_bev(&fx), &plain_cfg);
+    /* Four messages of 30000 bytes: 30008 bytes each on the wire. */
+    size_t len = 30000;
+    uint8_t *payload = malloc(len);
+    assert_non_null(payload);
+    struct buf b;
+    buf_init(&b);
+    for (int i = 0; i < 4; i++) {
+        memset(payload, 'a' + i, len);
+        client_frame(&b, FIN | WS_OP_BINARY, payload, len);
+    }
+    client_write(&fx, b.data, b.len);
+    one_pass(&fx);
+    assert_int_equal(fx.nmsgs, 2); /* 65536 bytes: two whole frames and a part */
+    pump_messages(&fx, 4);
+    memset(payload, 'a' + 3, len);
+    assert_msg(&fx, 3, payload, len, true);
+    fx_done(&fx);
+    buf_cleanup(&b);
+    free(payload);
+}
+
+/* The end of the stream right behind a burst: every message first, then
+ * "connection lost". */
+static void test_direct_burst_then_eof(void **state)
 {
     struct fx fx;
     fx_open(&fx, &plain_cfg);
     struct buf b;
     buf_init(&b);
-    burst(&b, 32); /* exactly libevent's 4096 */
+    burst(&b, 32);
     client_write(&fx, b.data, b.len);
     shutdown(fx.cfd, SHUT_WR);
-    one_pass(&fx);
+    wait_closed(&fx);
     assert_int_equal(fx.nmsgs, 32);
-    assert_int_equal(fx.closed, 1); /* in the same pass */
     assert_int_equal(fx.code, WS_CLOSE_ABNORMAL);
     assert_string_equal(fx.reason, "connection lost");
     fx_done(&fx);
     buf_cleanup(&b);
 }
 
-/* A connection that ends while waiting for the flusher (its read callback
- * deferred, so `closed` runs in the same callback that queued output) is
- * freed by the flusher: in its pass, or by wsconn_flusher_free when that
- * pass never comes. */
+/* What the bufferevent held when the socket was taken over: its output (the
+ * HTTP 101 response) goes out first, then our frames; its input (frames that
+ * came with the upgrade request) is decoded before anything read later. */
+static void test_direct_takes_bufferevent_buffers(void **state)
+{
+    struct fx fx;
+    fx_init(&fx);
+    struct bufferevent *bev = fx_bev(&fx);
+    bufferevent_enable(bev, EV_READ);
+    send_frame(&fx, FIN | WS_OP_TEXT, "first", 5);
+    long end = now_ms() + DEADLINE_MS;
+    while (evbuffer_get_length(bufferevent_get_input(bev)) == 0 && now_ms() < end)
+        step(&fx);
+    assert_int_not_equal(evbuffer_get_length(bufferevent_get_input(bev)), 0);
+    bufferevent_disable(bev, EV_WRITE);
+    assert_int_equal(bufferevent_write(bev, "HTTP/1.1 101 ok\r\n\r\n", 19), 0);
+    fx_attach(&fx, bev, &plain_cfg);
+    send_frame(&fx, FIN | WS_OP_TEXT, "second", 6);
+    assert_int_equal(wsconn_send(fx.ws, false, "out", 3), WSCONN_OK);
+    pump_messages(&fx, 2);
+    assert_msg(&fx, 0, "first", 5, false);
+    assert_msg(&fx, 1, "second", 6, false);
+    while (fx.rx.len < 19 && now_ms() < end) {
+        step(&fx);
+        assert_int_not_equal(client_read_some(&fx), 0);
+    }
+    assert_true(fx.rx.len >= 19);
+    assert_memory_equal(fx.rx.data, "HTTP/1.1 101 ok\r\n\r\n", 19);
+    memmove(fx.rx.data, fx.rx.data + 19, fx.rx.len - 19);
+    fx.rx.len -= 19;
+    expect_frame(&fx, WS_OP_TEXT, "out", 3);
+    fx_done(&fx);
+}
+
+/* A connection that ends while listed for the end-of-pass flush (its read
+ * callback deferred, so `closed` runs in the same callback that queued
+ * output) is freed by the loop: in its flush, or by wsconn_loop_free when
+ * that flush never comes. */
 static void run_ended_while_listed(bool stop_pass)
 {
     struct fx fx;
@@ -1646,27 +1736,27 @@ static void run_ended_while_listed(bool stop_pass)
     assert_int_equal(fx.closed, 1);
     assert_int_equal(fx.code, WS_CLOSE_ABNORMAL);
     if (stop_pass) {
-        wsconn_flusher_free(fx.flusher);
-        fx.flusher = NULL;
+        wsconn_loop_free(fx.loop);
+        fx.loop = NULL;
     }
     expect_eof(&fx);
     assert_int_equal(fx.rx.len, 0); /* the echo was discarded */
     fx_done(&fx);
 }
 
-static void test_flusher_ended_while_listed(void **state)
+static void test_direct_ended_while_listed(void **state)
 {
     run_ended_while_listed(false);
     run_ended_while_listed(true);
 }
 
-/* Without a plain socket there is nothing to write to directly. */
-static void test_flusher_ignored_for_pair(void **state)
+/* Without a plain socket there is nothing to take over: buffered mode. */
+static void test_direct_not_for_pair(void **state)
 {
     struct event_base *base = event_base_new();
     assert_non_null(base);
-    struct wsconn_flusher *f = wsconn_flusher_new(base);
-    assert_non_null(f);
+    struct wsconn_loop *l = wsconn_loop_new(base);
+    assert_non_null(l);
     struct bufferevent *pair[2];
     assert_int_equal(bufferevent_pair_new(base, 0, pair), 0);
     bufferevent_enable(pair[1], EV_READ);
@@ -1674,7 +1764,7 @@ static void test_flusher_ignored_for_pair(void **state)
     memset(&fx, 0, sizeof(fx));
     fx.base = base;
     struct wsconn_config cfg = plain_cfg;
-    cfg.flusher = f;
+    cfg.loop = l;
     fx.ws = wsconn_new(pair[0], &cfg, &handlers, &fx);
     assert_non_null(fx.ws);
     assert_true(bufferevent_get_enabled(pair[0]) & EV_WRITE);
@@ -1690,19 +1780,19 @@ static void test_flusher_ignored_for_pair(void **state)
         event_base_loop(base, EVLOOP_NONBLOCK);
     assert_int_equal(fx.closed, 1);
     bufferevent_free(pair[1]);
-    wsconn_flusher_free(f);
+    wsconn_loop_free(l);
     event_base_free(base);
 }
 
-static int flusher_on(void **state)
+static int direct_on(void **state)
 {
-    use_flusher = true;
+    use_loop = true;
     return 0;
 }
 
-static int flusher_off(void **state)
+static int direct_off(void **state)
 {
-    use_flusher = false;
+    use_loop = false;
     return 0;
 }
 
@@ -1729,7 +1819,6 @@ int main(void)
         cmocka_unit_test(test_close_then_abort),
         cmocka_unit_test(test_close_timeout),
         cmocka_unit_test(test_peer_eof),
-        cmocka_unit_test(test_bufferevent_timeout),
         cmocka_unit_test(test_send_frames),
         cmocka_unit_test(test_echo_from_message),
         cmocka_unit_test(test_send_packet_shared),
@@ -1743,21 +1832,28 @@ int main(void)
         cmocka_unit_test(test_tls_messages_and_close),
         cmocka_unit_test(test_idle_connection_memory),
     };
-    const struct CMUnitTest flusher_tests[] = {
-        cmocka_unit_test(test_flusher_one_write_per_pass),
-        cmocka_unit_test(test_flusher_backpressure),
-        cmocka_unit_test(test_flusher_close_after_flush),
-        cmocka_unit_test(test_flusher_write_error),
-        cmocka_unit_test(test_flusher_reads_burst_in_one_pass),
-        cmocka_unit_test(test_flusher_read_finds_eof),
-        cmocka_unit_test(test_flusher_ended_while_listed),
-        cmocka_unit_test(test_flusher_ignored_for_pair),
+    /* The bufferevent's own timeouts: only buffered mode keeps them. */
+    const struct CMUnitTest buffered_tests[] = {
+        cmocka_unit_test(test_bufferevent_timeout),
+    };
+    const struct CMUnitTest direct_tests[] = {
+        cmocka_unit_test(test_direct_one_write_per_pass),
+        cmocka_unit_test(test_direct_backpressure),
+        cmocka_unit_test(test_direct_close_after_flush),
+        cmocka_unit_test(test_direct_write_error),
+        cmocka_unit_test(test_direct_reads_burst_in_one_pass),
+        cmocka_unit_test(test_direct_read_bounded_per_pass),
+        cmocka_unit_test(test_direct_burst_then_eof),
+        cmocka_unit_test(test_direct_takes_bufferevent_buffers),
+        cmocka_unit_test(test_direct_ended_while_listed),
+        cmocka_unit_test(test_direct_not_for_pair),
     };
     /* A peer that went away must fail a test, not kill the program. */
     signal(SIGPIPE, SIG_IGN);
-    int failed = cmocka_run_group_tests_name("libevent writes", tests, NULL, NULL);
-    /* The same tests again, with output written by a flusher. */
-    failed += cmocka_run_group_tests_name("flusher writes", tests, flusher_on, flusher_off);
-    failed += cmocka_run_group_tests_name("flusher", flusher_tests, flusher_on, flusher_off);
+    int failed = cmocka_run_group_tests_name("buffered mode", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("buffered mode only", buffered_tests, NULL, NULL);
+    /* The same tests again, in direct mode. */
+    failed += cmocka_run_group_tests_name("direct mode", tests, direct_on, direct_off);
+    failed += cmocka_run_group_tests_name("direct mode only", direct_tests, direct_on, direct_off);
     return failed;
 }
