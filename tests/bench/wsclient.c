@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 #include "wsclient.h"
 
 #include <errno.h>
@@ -36,12 +37,30 @@ enum wsc_state {
     WSC_CLOSED,
 };
 
+/* Reading does not go through the bufferevent: libevent's socket read path
+ * asks the kernel how much is readable (ioctl FIONREAD) before every readv,
+ * one extra syscall per message that the generator, which must outrun the
+ * server it measures, cannot afford. A client reads with its own event and
+ * one recv() straight into the context's shared buffer, parses every whole
+ * frame there in place and keeps only a partial frame at the end (carry).
+ * The bufferevent still connects and writes what the socket does not take at
+ * once; its EV_READ is never enabled. */
 struct wsc {
     struct wsc_ctx *ctx;
     struct bufferevent *bev;
+    struct event *rev; /* EV_READ|EV_PERSIST on the fd, from the TCP connect on */
+    /* What the last read left unparsed: the start of a frame (or of the
+     * upgrade response), allocated only while there is one. */
+    uint8_t *carry;
+    size_t carry_len;
+    size_t carry_cap;
+    /* The whole size of the frame in carry when it is too big for the shared
+     * buffer (it is then completed in carry itself), else 0. */
+    size_t carry_big;
     void *ud;
     enum wsc_state state;
     bool batch;
+    bool stopped; /* wsc_stop_reading() was called */
     uint64_t t_start;
     uint64_t t_ready;
 };
@@ -89,11 +108,28 @@ static uint32_t next_mask(struct wsc_ctx *ctx)
     return (uint32_t)(x >> 16);
 }
 
+static void drop_carry(struct wsc *c)
+{
+    free(c->carry);
+    c->carry = NULL;
+    c->carry_len = c->carry_cap = c->carry_big = 0;
+}
+
+/* Called from inside the read path too: the caller must then return at once,
+ * without touching the input it was parsing (carry is freed here; the read
+ * event is freed while its callback runs, which libevent allows). */
 static void close_with(struct wsc *c, const char *reason)
 {
     if (c->state == WSC_CLOSED)
         return;
     c->state = WSC_CLOSED;
+    /* The read event goes first, while its fd is still open (epoll must be
+     * told before the close). */
+    if (c->rev) {
+        event_free(c->rev);
+        c->rev = NULL;
+    }
+    drop_carry(c);
     /* libevent defers the real free while one of this bufferevent's callbacks
      * is running, so releasing the socket here is safe and frees the fd now. */
     bufferevent_free(c->bev);
@@ -262,9 +298,11 @@ static void handle_text(struct wsc *c, const char *p, size_t n)
 }
 
 /* Parses one server frame at p (avail bytes). Returns the bytes it spans when
- * complete and handled, 0 when more input is needed, -1 after closing. */
-static ssize_t handle_frame(struct wsc *c, const uint8_t *p, size_t avail)
+ * complete and handled, 0 when more input is needed (with *need = the whole
+ * frame's size once its header is complete, else 0), -1 after closing. */
+static ssize_t handle_frame(struct wsc *c, const uint8_t *p, size_t avail, size_t *need)
 {
+    *need = 0;
     if (avail < 2)
         return 0;
     unsigned fin = p[0] & 0x80, rsv = p[0] & 0x70, opcode = p[0] & 0x0f;
@@ -295,8 +333,10 @@ static ssize_t handle_frame(struct wsc *c, const uint8_t *p, size_t avail)
         close_with(c, "server frame too large");
         return -1;
     }
-    if (avail - h < len)
+    if (avail - h < len) {
+        *need = h + (size_t)len;
         return 0;
+    }
     const uint8_t *payload = p + h;
     switch (opcode) {
     case 0x1:
@@ -322,20 +362,21 @@ static ssize_t handle_frame(struct wsc *c, const uint8_t *p, size_t avail)
     return c->state == WSC_CLOSED ? -1 : (ssize_t)(h + len);
 }
 
-/* Returns 1 once the 101 response is consumed, 0 if incomplete, -1 after
+/* Checks the upgrade response at the start of p (avail bytes). Returns the
+ * size of its head once complete and valid, 0 if incomplete, -1 after
  * closing. */
-static int handle_upgrade(struct wsc *c, struct evbuffer *in)
+static ssize_t handle_upgrade(struct wsc *c, const uint8_t *p, size_t avail)
 {
-    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-    if (end.pos < 0) {
-        if (evbuffer_get_length(in) > MAX_RESPONSE_HEADER) {
+    const char *head = (const char *)p;
+    const char *end = memmem(head, avail, "\r\n\r\n", 4);
+    if (!end) {
+        if (avail > MAX_RESPONSE_HEADER) {
             close_with(c, "upgrade response header too long");
             return -1;
         }
         return 0;
     }
-    size_t hlen = (size_t)end.pos + 4;
-    char *head = (char *)evbuffer_pullup(in, (ev_ssize_t)hlen);
+    size_t hlen = (size_t)(end - head) + 4;
     if (hlen < 12 || memcmp(head, "HTTP/1.1 101", 12) != 0) {
         close_with(c, "upgrade refused (no 101 response)");
         return -1;
@@ -350,39 +391,140 @@ static int handle_upgrade(struct wsc *c, struct evbuffer *in)
     }
     while (accept && *accept == ' ')
         accept++;
+    /* The value and the character after it must lie inside the head: the
+     * buffer goes on past it (with the next frames, or stale bytes). */
     size_t alen = strlen(c->ctx->accept);
-    if (!accept || memcmp(accept, c->ctx->accept, alen) != 0 ||
+    if (!accept || (size_t)(head + hlen - accept) <= alen ||
+        memcmp(accept, c->ctx->accept, alen) != 0 ||
         (accept[alen] != '\r' && accept[alen] != ' ')) {
         close_with(c, "wrong Sec-WebSocket-Accept");
         return -1;
     }
-    evbuffer_drain(in, hlen);
     c->state = WSC_OPENING;
-    return 1;
+    return (ssize_t)hlen;
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* Handles everything whole at the start of p: the upgrade response head while
+ * upgrading, then frames. Returns the bytes used (the rest is the start of a
+ * frame or head; *need as in handle_frame), or -1 after closing. */
+static ssize_t handle_input(struct wsc *c, const uint8_t *p, size_t avail, size_t *need)
 {
-    struct wsc *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    if (c->state == WSC_UPGRADING && handle_upgrade(c, in) <= 0)
-        return;
-    size_t avail = evbuffer_get_length(in);
-    if (avail == 0)
-        return;
-    /* Make the input contiguous once and parse every whole frame in place;
-     * a partial frame stays for the next read. */
-    const uint8_t *p = evbuffer_pullup(in, -1);
     size_t off = 0;
+    *need = 0;
+    if (c->state == WSC_UPGRADING) {
+        ssize_t h = handle_upgrade(c, p, avail);
+        if (h <= 0)
+            return h;
+        off = (size_t)h;
+    }
     for (;;) {
-        ssize_t used = handle_frame(c, p + off, avail - off);
+        ssize_t used = handle_frame(c, p + off, avail - off, need);
         if (used < 0)
-            return; /* closed: the input went with the bufferevent */
+            return -1;
         if (used == 0)
-            break;
+            return (ssize_t)off;
         off += (size_t)used;
     }
-    evbuffer_drain(in, off);
+}
+
+/* One recv() of at most room bytes. Returns the bytes read, or 0 when there
+ * was nothing (EAGAIN) or the connection is over (then after closing). */
+static size_t recv_some(struct wsc *c, evutil_socket_t fd, uint8_t *dst, size_t room)
+{
+    ssize_t n = recv(fd, dst, room, 0);
+    if (n > 0)
+        return (size_t)n;
+    if (n == 0)
+        close_with(c, "connection closed by the server");
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        close_with(c, "socket error");
+    return 0;
+}
+
+/* Keeps the unparsed end of a read (left bytes at p, outside carry) for the
+ * next one. Returns 0, or -1 after closing. */
+static int keep_rest(struct wsc *c, const uint8_t *p, size_t left, size_t need)
+{
+    if (left == 0 && c->carry_cap > 4096) {
+        /* The room a big partial frame needed is not kept once it is done. */
+        drop_carry(c);
+        return 0;
+    }
+    c->carry_len = 0;
+    c->carry_big = need > WSC_READ_MAX ? need : 0;
+    size_t cap = c->carry_big ? need : left;
+    if (cap > c->carry_cap) {
+        /* At least 256 bytes: a partial frame is usually small, and the
+         * next one is then kept without another allocation. */
+        if (cap < 256)
+            cap = 256;
+        uint8_t *n = realloc(c->carry, cap);
+        if (!n) {
+            close_with(c, "out of memory");
+            return -1;
+        }
+        c->carry = n;
+        c->carry_cap = cap;
+    }
+    if (left)
+        memcpy(c->carry, p, left);
+    c->carry_len = left;
+    return 0;
+}
+
+/* Reads once into the shared buffer, after what carry held, and handles every
+ * whole frame in place. Returns true when the read filled the buffer (more
+ * may be waiting). */
+static bool read_shared(struct wsc *c, evutil_socket_t fd)
+{
+    uint8_t *buf = c->ctx->rbuf;
+    size_t have = c->carry_len; /* < WSC_READ_MAX: bigger frames go to read_big */
+    if (have)
+        memcpy(buf, c->carry, have);
+    size_t room = WSC_READ_MAX - have;
+    size_t n = recv_some(c, fd, buf + have, room);
+    if (n == 0)
+        return false; /* carry still holds its bytes (or went with the close) */
+    size_t avail = have + n, need;
+    ssize_t used = handle_input(c, buf, avail, &need);
+    if (used < 0)
+        return false; /* closed: carry went with it */
+    if (keep_rest(c, buf + used, avail - (size_t)used, need) < 0)
+        return false;
+    return n == room;
+}
+
+/* Completes a frame bigger than the shared buffer in carry itself (it was
+ * sized for the whole frame), reading no further than its end; handles it
+ * once whole. Returns true when the frame was whole (more may be waiting). */
+static bool read_big(struct wsc *c, evutil_socket_t fd)
+{
+    size_t room = c->carry_big - c->carry_len;
+    size_t n = recv_some(c, fd, c->carry + c->carry_len, room);
+    if (n == 0)
+        return false;
+    c->carry_len += n;
+    if (n < room)
+        return false;
+    size_t need;
+    if (handle_frame(c, c->carry, c->carry_len, &need) < 0)
+        return false; /* closed: carry went with it */
+    /* Do not keep megabytes for the small frames that follow. */
+    drop_carry(c);
+    return true;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct wsc *c = arg;
+    (void)what;
+    /* One recv per event in the common case; read again only when a read
+     * took all the room it had, and never after the client closed (c itself
+     * stays valid: only its owner frees it) or stopped reading. */
+    bool more;
+    do {
+        more = c->carry_big ? read_big(c, fd) : read_shared(c, fd);
+    } while (more && c->state != WSC_CLOSED && !c->stopped);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -391,6 +533,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         struct evbuffer *out = bufferevent_get_output(bev);
         c->state = WSC_UPGRADING;
+        c->rev =
+            event_new(c->ctx->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, on_readable, c);
+        if (!c->rev || (!c->stopped && event_add(c->rev, NULL) < 0)) {
+            close_with(c, "out of memory");
+            return;
+        }
         if (evbuffer_add_printf(out,
                                 "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
                                 "Host: %s\r\n"
@@ -436,8 +584,9 @@ struct wsc *wsc_new(struct wsc_ctx *ctx, int rcvbuf, void *ud, const char **err)
         *err = "out of memory";
         return NULL;
     }
-    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* Output and connect only: reading is on_readable's (see struct wsc). */
+    bufferevent_setcb(c->bev, NULL, NULL, on_event, c);
+    bufferevent_enable(c->bev, EV_WRITE);
     if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ctx->addr, sizeof(ctx->addr)) < 0) {
         bufferevent_free(c->bev);
         free(c);
@@ -451,6 +600,9 @@ void wsc_free(struct wsc *c)
 {
     if (!c)
         return;
+    if (c->rev)
+        event_free(c->rev);
+    free(c->carry);
     if (c->bev)
         bufferevent_free(c->bev);
     free(c);
@@ -463,8 +615,11 @@ void wsc_batch_writes(struct wsc *c)
 
 void wsc_stop_reading(struct wsc *c)
 {
-    if (c->bev)
-        bufferevent_disable(c->bev, EV_READ);
+    /* on_readable sees the flag too and does not read again, and the TCP
+     * connect, if it is still in progress, does not add the event. */
+    c->stopped = true;
+    if (c->rev)
+        event_del(c->rev);
 }
 
 uint64_t wsc_handshake_us(const struct wsc *c)

@@ -9,8 +9,10 @@
  * must be unmasked and unfragmented (as server frames are).
  *
  * Everything runs on the event base given to wsc_ctx_init(); callbacks run
- * from that base's loop. A client is never freed by this module: after the
- * closed callback it stays inert until the owner calls wsc_free().
+ * from that base's loop (and must not run it themselves: the data they get
+ * lives in the context's shared read buffer). A client is never freed by this
+ * module: after the closed callback it stays inert until the owner calls
+ * wsc_free().
  */
 #ifndef SOCKEYE_BENCH_WSCLIENT_H
 #define SOCKEYE_BENCH_WSCLIENT_H
@@ -40,8 +42,13 @@ struct wsc_callbacks {
     void (*closed)(struct wsc *c, const char *reason, void *ud);
 };
 
+/* The most one recv() takes (the size of the shared read buffer). */
+#define WSC_READ_MAX 65536
+
 /* Shared by every client of one run: where to connect, the WebSocket key and
- * the accept value expected back, and the frame-mask generator state. */
+ * the accept value expected back, the frame-mask generator state, and the
+ * buffer every client receives into (all clients run on one loop, and a
+ * read is parsed before the loop moves on). */
 struct wsc_ctx {
     struct event_base *base;
     struct sockaddr_in addr;
@@ -50,6 +57,7 @@ struct wsc_ctx {
     char accept[32];     /* the Sec-WebSocket-Accept the server must answer */
     uint64_t mask_state; /* xorshift state for frame masks */
     const struct wsc_callbacks *cb;
+    uint8_t rbuf[WSC_READ_MAX];
 };
 
 /* Fills ctx for 127.0.0.1:port. Returns 0, or -1 if the random key could not
@@ -77,7 +85,8 @@ int wsc_send_text(struct wsc *c, const char *data, size_t len);
 void wsc_batch_writes(struct wsc *c);
 
 /* Stops reading from the socket for good: the kernel receive buffer fills and
- * the server's writes back up (a slow consumer). */
+ * the server's writes back up (a slow consumer). Frames already read are
+ * still handled, even when this is called from one of c's callbacks. */
 void wsc_stop_reading(struct wsc *c);
 
 /* Microseconds from wsc_new() to the ready callback (0 before it). */
