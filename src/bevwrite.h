@@ -1,7 +1,7 @@
 /* bevwrite: writing a socket bufferevent's output now, in the caller's loop
- * pass, instead of arming its write event. Used by the connections that keep
- * EV_WRITE disabled while the kernel takes everything (one writev per pass,
- * no epoll_ctl), see wsconn.c and http.c. */
+ * pass, instead of arming its write event. Used by the HTTP connections,
+ * which keep EV_WRITE disabled while the kernel takes everything (one writev
+ * per pass, no epoll_ctl), see http.c. */
 #ifndef SOCKEYE_BEVWRITE_H
 #define SOCKEYE_BEVWRITE_H
 

@@ -42,7 +42,7 @@
 struct wsconn;
 
 /* What the direct-mode connections of one event base share: the read buffer
- * (64 KiB) and the list of connections that queued output during the current
+ * (16 KiB) and the list of connections that queued output during the current
  * loop pass, written at the end of the pass (an active event) with one
  * writev each. */
 struct wsconn_loop;

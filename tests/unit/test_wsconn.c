@@ -1617,21 +1617,21 @@ static void test_direct_reads_burst_in_one_pass(void **state)
     fx.action = ACT_ECHO;
     struct buf b;
     buf_init(&b);
-    burst(&b, 200); /* 25600 bytes */
+    burst(&b, 120); /* 15360 bytes */
     client_write(&fx, b.data, b.len);
     long before = write_calls();
     one_pass(&fx);
-    assert_int_equal(fx.nmsgs, 200);
+    assert_int_equal(fx.nmsgs, 120);
     char last[122];
-    memset(last, 'a' + 199 % 26, sizeof(last));
-    assert_msg(&fx, 199, last, sizeof(last), false);
+    memset(last, 'a' + 119 % 26, sizeof(last));
+    assert_msg(&fx, 119, last, sizeof(last), false);
     if (before >= 0)
         assert_int_equal(write_calls() - before, 1);
     fx_done(&fx);
     buf_cleanup(&b);
 }
 
-/* A flooding client gets at most the loop's read buffer (64 KiB) per pass;
+/* A flooding client gets at most the loop's read buffer (16 KiB) per pass;
  * the rest is read in later passes, and nothing is lost. */
 static void test_direct_read_bounded_per_pass(void **state)
 {
@@ -1640,8 +1640,8 @@ static void test_direct_read_bounded_per_pass(void **state)
     int big = 512 * 1024;
     assert_int_equal(setsockopt(fx.cfd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)), 0);
     fx_attach(&fx, fx_bev(&fx), &plain_cfg);
-    /* Four messages of 30000 bytes: 30008 bytes each on the wire. */
-    size_t len = 30000;
+    /* Four messages of 6000 bytes: 6008 bytes each on the wire. */
+    size_t len = 6000;
     uint8_t *payload = malloc(len);
     assert_non_null(payload);
     struct buf b;
@@ -1652,7 +1652,7 @@ static void test_direct_read_bounded_per_pass(void **state)
     }
     client_write(&fx, b.data, b.len);
     one_pass(&fx);
-    assert_int_equal(fx.nmsgs, 2); /* 65536 bytes: two whole frames and a part */
+    assert_int_equal(fx.nmsgs, 2); /* 16384 bytes: two whole frames and a part */
     pump_messages(&fx, 4);
     memset(payload, 'a' + 3, len);
     assert_msg(&fx, 3, payload, len, true);
