@@ -157,7 +157,12 @@ struct socketio {
     size_t n_sockets;
     struct recovery *recovery; /* connection state recovery, when enabled */
     struct event *recovery_timer;
+    struct buf scratch; /* encode()'s text, reused: no allocation per packet */
 };
+
+/* The scratch buffer is given back after a packet larger than this, so one
+ * big message does not pin its size. */
+#define SCRATCH_KEEP_MAX 4096
 
 /* One packet encoded once: the text packet and its binary attachments. */
 struct encoded {
@@ -210,18 +215,19 @@ static void encoded_release(struct encoded *e)
 }
 
 /* Encodes a packet once. data may be NULL; it is modified (binary nodes move
- * out) but stays owned by the caller. */
-static int encode(enum sio_packet_type type, const char *nsp, int64_t id, cJSON *data,
-                  bool is_volatile, struct encoded *out)
+ * out) but stays owned by the caller. The text is built in io's scratch
+ * buffer and copied once, into the outgoing packet. */
+static int encode(struct socketio *io, enum sio_packet_type type, const char *nsp, int64_t id,
+                  cJSON *data, bool is_volatile, struct encoded *out)
 {
     memset(out, 0, sizeof(*out));
-    struct buf b;
-    buf_init(&b);
+    struct buf *b = &io->scratch;
+    buf_reset(b);
     struct sio_attachments a;
     sio_attachments_init(&a);
-    int rc = sio_packet_encode(&b, type, nsp, strlen(nsp), id, data, &a);
+    int rc = sio_packet_encode(b, type, nsp, strlen(nsp), id, data, &a);
     if (rc == 0) {
-        out->main = outpacket_new(EIO_MESSAGE, false, b.data, b.len);
+        out->main = outpacket_new(EIO_MESSAGE, false, b->data, b->len);
         if (!out->main)
             rc = -1;
     }
@@ -240,7 +246,8 @@ static int encode(enum sio_packet_type type, const char *nsp, int64_t id, cJSON 
     }
     if (rc == 0 && out->main)
         out->main->is_volatile = is_volatile;
-    buf_cleanup(&b);
+    if (b->cap > SCRATCH_KEEP_MAX)
+        buf_cleanup(b);
     sio_attachments_cleanup(&a);
     if (rc != 0) {
         encoded_release(out);
@@ -288,7 +295,7 @@ static int socket_send(struct sio_socket *sock, enum sio_packet_type type, int64
         return -1;
     }
     struct encoded e;
-    int rc = encode(type, sock->nsp->name, id, data, is_volatile, &e);
+    int rc = encode(socket_io(sock), type, sock->nsp->name, id, data, is_volatile, &e);
     cJSON_Delete(data);
     if (rc < 0)
         return -1;
@@ -723,7 +730,8 @@ static void socket_disconnect(struct sio_socket *sock, const char *reason, bool 
 
 /* --- CONNECT ------------------------------------------------------------ */
 
-static void send_connect_error(struct client *c, const char *nsp, const char *message, cJSON *data)
+static void send_connect_error(struct socketio *io, struct client *c, const char *nsp,
+                               const char *message, cJSON *data)
 {
     cJSON *o = cJSON_CreateObject();
     if (o) {
@@ -734,7 +742,7 @@ static void send_connect_error(struct client *c, const char *nsp, const char *me
         cJSON_Delete(data);
     }
     struct encoded e;
-    if (o && encode(SIO_CONNECT_ERROR, nsp, SIO_NO_ACK, o, false, &e) == 0) {
+    if (o && encode(io, SIO_CONNECT_ERROR, nsp, SIO_NO_ACK, o, false, &e) == 0) {
         send_encoded(c->session, &e);
         encoded_release(&e);
     }
@@ -791,8 +799,8 @@ static bool run_middlewares(struct client *c, struct sio_namespace *nsp, struct 
     if (x)
         x->reject_data = NULL;
     if (engine_session_is_open(c->session))
-        send_connect_error(c, nsp->name, x && x->reject_message ? x->reject_message : "Forbidden",
-                           data);
+        send_connect_error(nsp->io, c, nsp->name,
+                           x && x->reject_message ? x->reject_message : "Forbidden", data);
     else
         cJSON_Delete(data);
     return false;
@@ -809,7 +817,7 @@ static void on_connect(struct socketio *io, struct client *c, const struct sio_p
     if (!nsp) {
         char *name = dup_slice(p->nsp, p->nsp_len);
         if (name)
-            send_connect_error(c, name, "Invalid namespace", NULL);
+            send_connect_error(io, c, name, "Invalid namespace", NULL);
         free(name);
         return;
     }
@@ -1072,6 +1080,7 @@ struct socketio *socketio_new(struct sio_server *srv)
     if (!io)
         return NULL;
     io->srv = srv;
+    buf_init(&io->scratch);
     struct sio_namespace *root = nsp_new(io, "/", false);
     if (!root) {
         free(io);
@@ -1112,6 +1121,7 @@ void socketio_free(struct socketio *io)
     if (io->recovery_timer)
         event_free(io->recovery_timer);
     recovery_free(io->recovery);
+    buf_cleanup(&io->scratch);
     free(io);
 }
 
@@ -1247,7 +1257,7 @@ static int broadcast(struct sio_namespace *nsp, const struct sio_target *t, cons
         cJSON_AddItemToArray(data, cJSON_CreateString(offset));
     }
     struct encoded e;
-    int rc = encode(SIO_EVENT, nsp->name, id, data, is_volatile, &e);
+    int rc = encode(nsp->io, SIO_EVENT, nsp->name, id, data, is_volatile, &e);
     cJSON_Delete(data);
     if (rc < 0)
         return -1;
