@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,21 +70,45 @@ size_t json_number(double d, char out[JSON_NUMBER_MAX])
     return o;
 }
 
+size_t json_plain_run(const char *s, size_t n)
+{
+    /* A word has a special byte when one of its bytes is below 0x20 or
+     * equal to '"' or '\\': the usual "has a byte less than k" and "has a
+     * zero byte" tests, which never miss one (they may flag a byte after a
+     * real hit, which the byte loop below then settles). */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+        uint64_t hit =
+            ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash);
+        if (hit & highs)
+            break;
+    }
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            break;
+    }
+    return i;
+}
+
 static int put_string(struct buf *out, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
+    const char *end = s + strlen(s);
     if (buf_append_byte(out, '"') < 0)
         return PROTO_ENOMEM;
-    const char *run = s;
-    for (;; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        /* flush the run of plain bytes before this one */
-        if (buf_append(out, run, (size_t)(s - run)) < 0)
+    for (;;) {
+        size_t run = json_plain_run(s, (size_t)(end - s));
+        if (buf_append(out, s, run) < 0)
             return PROTO_ENOMEM;
-        if (c == 0)
+        s += run;
+        if (s == end)
             break;
+        unsigned char c = (unsigned char)*s++;
         char esc[6] = {'\\', 0};
         size_t n = 2;
         switch (c) {
@@ -114,7 +139,6 @@ static int put_string(struct buf *out, const char *s)
         }
         if (buf_append(out, esc, n) < 0)
             return PROTO_ENOMEM;
-        run = s + 1;
     }
     return buf_append_byte(out, '"') < 0 ? PROTO_ENOMEM : 0;
 }

@@ -28,4 +28,9 @@ size_t json_number(double d, char out[JSON_NUMBER_MAX]);
  * PROTO_ENOMEM; on failure out keeps its previous length. */
 int json_print(const cJSON *item, struct buf *out, const char *binary_text);
 
+/* The length of the run of bytes at the start of s[0..n) that stand for
+ * themselves inside a JSON string: none is a control character (below 0x20),
+ * '"' or '\\'. Looks at eight bytes at a time; reads nothing past s + n. */
+size_t json_plain_run(const char *s, size_t n);
+
 #endif

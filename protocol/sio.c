@@ -468,13 +468,15 @@ static bool scan_string(struct scan *s)
 {
     s->p++;
     while (s->p < s->end) {
+        s->p += json_plain_run((const char *)s->p, (size_t)(s->end - s->p));
+        if (s->p == s->end)
+            break;
         unsigned char c = *s->p++;
         if (c == '"')
             return true;
         if (c < 0x20)
             return false;
-        if (c != '\\')
-            continue;
+        /* c is '\\' */
         if (s->p == s->end)
             return false;
         c = *s->p++;

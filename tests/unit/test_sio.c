@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "json.h"
 #include "sio.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -1126,6 +1127,96 @@ static void test_strerror(void **state)
     assert_non_null(sio_strerror(-12345));
 }
 
+/* ---- JSON strings: the word-at-a-time scan ---- */
+
+static bool special_in_string(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\';
+}
+
+/* Every byte value at every position of strings up to 40 bytes, in a heap
+ * block of exactly that size (so a read past the end shows under ASan). */
+static void test_json_plain_run(void **state)
+{
+    for (size_t n = 0; n <= 40; n++) {
+        char *s = malloc(n ? n : 1);
+        assert_non_null(s);
+        memset(s, 'a', n);
+        assert_int_equal(json_plain_run(s, n), n);
+        for (size_t k = 0; k < n; k++) {
+            for (int b = 0; b < 256; b++) {
+                memset(s, 'a', n);
+                s[k] = (char)b;
+                size_t want = special_in_string((unsigned char)b) ? k : n;
+                assert_int_equal(json_plain_run(s, n), want);
+            }
+        }
+        free(s);
+    }
+}
+
+/* The escapes JSON.stringify writes, one character at every position of a
+ * 30-byte string: what the printer writes, and what the decoder accepts. */
+static void test_json_string_escapes_everywhere(void **state)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int c = 1; c < 0x80; c++) {
+        for (size_t k = 0; k < 30; k++) {
+            char raw[31];
+            memset(raw, 'x', 30);
+            raw[30] = '\0';
+            raw[k] = (char)c;
+            char want[64];
+            size_t w = 0;
+            want[w++] = '"';
+            for (size_t i = 0; i < 30; i++) {
+                unsigned char ch = (unsigned char)raw[i];
+                const char *short_esc = ch == '"'    ? "\\\""
+                                        : ch == '\\' ? "\\\\"
+                                        : ch == '\b' ? "\\b"
+                                        : ch == '\f' ? "\\f"
+                                        : ch == '\n' ? "\\n"
+                                        : ch == '\r' ? "\\r"
+                                        : ch == '\t' ? "\\t"
+                                                     : NULL;
+                if (short_esc) {
+                    memcpy(want + w, short_esc, 2);
+                    w += 2;
+                } else if (ch < 0x20) {
+                    memcpy(want + w, "\\u00", 4);
+                    want[w + 4] = hex[ch >> 4];
+                    want[w + 5] = hex[ch & 15];
+                    w += 6;
+                } else {
+                    want[w++] = (char)ch;
+                }
+            }
+            want[w++] = '"';
+            cJSON *str = cJSON_CreateString(raw);
+            assert_non_null(str);
+            struct buf out;
+            buf_init(&out);
+            assert_int_equal(json_print(str, &out, NULL), 0);
+            assert_int_equal(out.len, w);
+            assert_memory_equal(out.data, want, w);
+            cJSON_Delete(str);
+            buf_cleanup(&out);
+
+            /* The printed form decodes back; the raw control byte does not. */
+            char pkt[80];
+            int len = snprintf(pkt, sizeof(pkt), "2[%.*s]", (int)w, want);
+            struct sio_packet p;
+            assert_int_equal(sio_packet_decode(pkt, (size_t)len, NULL, &p), SIO_OK);
+            assert_string_equal(cJSON_GetArrayItem(p.json, 0)->valuestring, raw);
+            sio_packet_cleanup(&p);
+            if (c < 0x20) {
+                len = snprintf(pkt, sizeof(pkt), "2[\"%s\"]", raw);
+                assert_int_equal(sio_packet_decode(pkt, (size_t)len, NULL, &p), SIO_EINVAL);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1158,6 +1249,8 @@ int main(void)
         cmocka_unit_test(test_duplicate),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_json_plain_run),
+        cmocka_unit_test(test_json_string_escapes_everywhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
