@@ -562,18 +562,25 @@ static void test_large_message_across_reads(void **state)
     free(big);
 }
 
+/* A server bufferevent whose input already holds the client's text frame
+ * (as when frames arrive with the upgrade request). */
+static struct bufferevent *fx_bev_with_frame(struct fx *fx, const char *text)
+{
+    struct bufferevent *bev = fx_bev(fx);
+    bufferevent_enable(bev, EV_READ);
+    send_frame(fx, FIN | WS_OP_TEXT, text, strlen(text));
+    long end = now_ms() + DEADLINE_MS;
+    while (evbuffer_get_length(bufferevent_get_input(bev)) == 0 && now_ms() < end)
+        step(fx);
+    assert_int_not_equal(evbuffer_get_length(bufferevent_get_input(bev)), 0);
+    return bev;
+}
+
 static void test_input_queued_before_new(void **state)
 {
     struct fx fx;
     fx_init(&fx);
-    struct bufferevent *bev = fx_bev(&fx);
-    bufferevent_enable(bev, EV_READ);
-    send_frame(&fx, FIN | WS_OP_TEXT, "early", 5);
-    long end = now_ms() + DEADLINE_MS;
-    while (evbuffer_get_length(bufferevent_get_input(bev)) == 0 && now_ms() < end)
-        step(&fx);
-    assert_int_not_equal(evbuffer_get_length(bufferevent_get_input(bev)), 0);
-    fx_attach(&fx, bev, &plain_cfg);
+    fx_attach(&fx, fx_bev_with_frame(&fx, "early"), &plain_cfg);
     assert_int_equal(fx.nmsgs, 0);
     pump_messages(&fx, 1);
     assert_int_equal(fx.msgs_in_new, 0);
@@ -1687,13 +1694,7 @@ static void test_direct_takes_bufferevent_buffers(void **state)
 {
     struct fx fx;
     fx_init(&fx);
-    struct bufferevent *bev = fx_bev(&fx);
-    bufferevent_enable(bev, EV_READ);
-    send_frame(&fx, FIN | WS_OP_TEXT, "first", 5);
-    long end = now_ms() + DEADLINE_MS;
-    while (evbuffer_get_length(bufferevent_get_input(bev)) == 0 && now_ms() < end)
-        step(&fx);
-    assert_int_not_equal(evbuffer_get_length(bufferevent_get_input(bev)), 0);
+    struct bufferevent *bev = fx_bev_with_frame(&fx, "first");
     bufferevent_disable(bev, EV_WRITE);
     assert_int_equal(bufferevent_write(bev, "HTTP/1.1 101 ok\r\n\r\n", 19), 0);
     fx_attach(&fx, bev, &plain_cfg);
@@ -1702,6 +1703,7 @@ static void test_direct_takes_bufferevent_buffers(void **state)
     pump_messages(&fx, 2);
     assert_msg(&fx, 0, "first", 5, false);
     assert_msg(&fx, 1, "second", 6, false);
+    long end = now_ms() + DEADLINE_MS;
     while (fx.rx.len < 19 && now_ms() < end) {
         step(&fx);
         assert_int_not_equal(client_read_some(&fx), 0);
@@ -1724,13 +1726,7 @@ static void run_ended_while_listed(bool stop_pass)
     fx_init(&fx);
     fx.action = ACT_ECHO_ABORT;
     fx.break_on_closed = stop_pass;
-    struct bufferevent *bev = fx_bev(&fx);
-    bufferevent_enable(bev, EV_READ);
-    send_frame(&fx, FIN | WS_OP_TEXT, "early", 5);
-    long end = now_ms() + DEADLINE_MS;
-    while (evbuffer_get_length(bufferevent_get_input(bev)) == 0 && now_ms() < end)
-        step(&fx);
-    fx_attach(&fx, bev, &plain_cfg);
+    fx_attach(&fx, fx_bev_with_frame(&fx, "early"), &plain_cfg);
     pump(&fx);
     assert_int_equal(fx.nmsgs, 1);
     assert_int_equal(fx.closed, 1);
