@@ -39,6 +39,18 @@ static cJSON *array_of(const cJSON *item)
     return arr;
 }
 
+/* A new array holding args[i] itself, detached from args (which sockeye
+ * frees after the handler): no copy. */
+static cJSON *array_taking(cJSON *args, int i)
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (arr) {
+        cJSON *item = cJSON_DetachItemFromArray(args, i);
+        cJSON_AddItemToArray(arr, item ? item : cJSON_CreateNull());
+    }
+    return arr;
+}
+
 static void on_connection(struct sio_socket *sock, void *ud)
 {
     sio_emit(sock, "auth", array_of(sio_socket_auth(sock)));
@@ -91,7 +103,7 @@ static void on_msg(struct sio_socket *sock, const char *ev, cJSON *args, int64_t
 
 static void on_echo(struct sio_socket *sock, const char *ev, cJSON *args, int64_t ack, void *ud)
 {
-    sio_ack(sock, ack, array_of(cJSON_GetArrayItem(args, 0)));
+    sio_ack(sock, ack, array_taking(args, 0));
 }
 
 static void on_asked(struct sio_socket *sock, cJSON *args, bool timed_out, void *ud)
